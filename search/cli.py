@@ -1,0 +1,115 @@
+"""What the entry points share: argument types, common options, logging and error handling."""
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import optuna
+
+from ann.devices import DEVICE_CHOICES, DeviceUnavailableError
+from search.errors import UsageError
+from search.storage import DEFAULT_STORAGE, DEFAULT_STUDY
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line: what is wrong, and where help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def make_parser(prog: str, description: str | None) -> ArgumentParser:
+    """A parser that shows each option's default in its help text."""
+    return ArgumentParser(
+        prog=prog,
+        description=(description or "").strip().split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--study`` and ``--storage``, named as Optuna names them."""
+    parser.add_argument("--study", default=DEFAULT_STUDY, help="study name")
+    parser.add_argument(
+        "--storage", default=DEFAULT_STORAGE, help="any database URL Optuna's RDB storage takes"
+    )
+    parser.add_argument(
+        "--artifact-dir",
+        type=Path,
+        default=None,
+        help="artifact store (default: artifacts/ beside a SQLite file, else studies/artifacts)",
+    )
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``; auto picks CUDA, then MPS, then the CPU."""
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="torch device")
+
+
+def add_json_argument(parser: argparse.ArgumentParser) -> None:
+    """``--json``: the last line of stdout is one JSON object."""
+    parser.add_argument(
+        "--json", action="store_true", help="end stdout with one JSON object for programs"
+    )
+
+
+def print_json(payload: dict[str, Any]) -> None:
+    """Print ``payload`` as one line of JSON on stdout."""
+    print(json.dumps(payload, sort_keys=True), flush=True)
+
+
+def configure_logging() -> None:
+    """Warnings and errors only, so Optuna's per-trial lines do not flood the terminal."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def run_main(main: Callable[[Sequence[str] | None], int]) -> NoReturn:
+    """Run an entry point's ``main``: known errors become one line on stderr and exit code 2."""
+    configure_logging()
+    try:
+        code = main(None)
+    except (UsageError, DeviceUnavailableError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        code = EXIT_USAGE
+    sys.exit(code)

@@ -1,0 +1,135 @@
+"""The Optuna objective: build the sampled MLP, train it, report, prune, store artifacts.
+
+Every trial trains on the study's data (seeded by the study seed) from initial weights seeded
+by its own trial seed, so ``search.reproduce`` can retrain it from the stored parameters alone.
+"""
+
+import logging
+import tempfile
+from pathlib import Path
+
+import optuna
+import torch
+
+from ann.data import QuadraticData, make_data
+from ann.model import build_mlp
+from ann.plots import save_fit, save_loss_curve
+from ann.training import NonFiniteLossError, Report, TrainingResult, train
+from search.space import NetworkConfig, suggest_params
+from search.study import StudySettings
+
+logger = logging.getLogger(__name__)
+
+FAIL_REASON_ATTR = "fail_reason"
+
+
+def train_network(
+    config: NetworkConfig,
+    data: QuadraticData,
+    *,
+    init_seed: int,
+    settings: StudySettings,
+    device: torch.device,
+    epochs: int | None = None,
+    on_report=None,
+) -> tuple[torch.nn.Sequential, TrainingResult]:
+    """Build the network of ``config`` from ``init_seed`` and train it on ``data``."""
+    model = build_mlp(config.hidden_widths, torch.Generator().manual_seed(init_seed))
+    result = train(
+        model,
+        data,
+        optimizer_name=config.optimizer,
+        lr=config.lr,
+        epochs=epochs or settings.epochs,
+        report_every=settings.report_every,
+        device=device,
+        on_report=on_report,
+    )
+    return model, result
+
+
+def save_trial_files(
+    model: torch.nn.Module, result: TrainingResult, data: QuadraticData, folder: Path, title: str
+) -> list[Path]:
+    """Write a trial's fit plot, loss curve and weights into ``folder``."""
+    weights = folder / "weights.pt"
+    torch.save({key: value.cpu() for key, value in model.state_dict().items()}, weights)
+    return [
+        save_fit(model, data, folder / "fit.png", title=f"{title}: fit"),
+        save_loss_curve(
+            result.loss_curve,
+            folder / "loss_curve.png",
+            noise_floor_l1=data.noise_floor_l1,
+            title=f"{title}: training loss",
+        ),
+        weights,
+    ]
+
+
+class Objective:
+    """Callable objective for ``study.ask()`` trials; returns the final validation L1.
+
+    Raises ``optuna.TrialPruned`` when the pruner stops the trial, and
+    :class:`ann.training.NonFiniteLossError` (with the reason stored in the trial's user
+    attribute ``fail_reason``) when training diverges.
+    """
+
+    def __init__(
+        self,
+        settings: StudySettings,
+        device: torch.device,
+        artifact_store: optuna.artifacts.FileSystemArtifactStore | None,
+    ) -> None:
+        self.settings = settings
+        self.device = device
+        self.artifact_store = artifact_store
+        self.data = make_data(settings.seed)[0].to(device)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        config = suggest_params(trial)
+        init_seed = self.settings.trial_seed(trial.number)
+        trial.set_user_attr("seed", init_seed)
+        trial.set_user_attr("device", str(self.device))
+        trial.set_user_attr("noise_floor_l1", self.data.noise_floor_l1)
+
+        def report_and_ask_pruner(report: Report) -> bool:
+            trial.report(report.val_l1, report.epoch)
+            return trial.should_prune()
+
+        try:
+            model, result = train_network(
+                config,
+                self.data,
+                init_seed=init_seed,
+                settings=self.settings,
+                device=self.device,
+                on_report=report_and_ask_pruner,
+            )
+        except NonFiniteLossError as error:
+            trial.set_user_attr(FAIL_REASON_ATTR, str(error))
+            trial.set_user_attr("epochs_run", error.epoch)
+            raise
+
+        trial.set_user_attr("final_train_l1", result.final_train_l1)
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr("seconds", result.seconds)
+        if result.stopped_early:
+            raise optuna.TrialPruned(f"pruned at epoch {result.epochs_run}")
+
+        if self.artifact_store is not None:
+            self._upload_artifacts(trial, model, result, config)
+        return result.val_l1
+
+    def _upload_artifacts(
+        self,
+        trial: optuna.Trial,
+        model: torch.nn.Module,
+        result: TrainingResult,
+        config: NetworkConfig,
+    ) -> None:
+        title = f"trial {trial.number} ({config.describe()})"
+        with tempfile.TemporaryDirectory() as folder:
+            for path in save_trial_files(model, result, self.data, Path(folder), title):
+                optuna.artifacts.upload_artifact(
+                    artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial
+                )
