@@ -7,7 +7,7 @@ until the end of training, and only a report epoch reads numbers back to the hos
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +17,7 @@ from ann.data import QuadraticData
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "SGD": torch.optim.SGD,
     "Adam": torch.optim.Adam,
 }
@@ -66,7 +66,9 @@ class NonFiniteLossError(ArithmeticError):
         self.epoch = epoch
 
 
-def make_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, parameters: Iterable[torch.nn.Parameter], lr: float
+) -> torch.optim.Optimizer:
     """Build optimizer ``name`` (a key of :data:`OPTIMIZERS`) with learning rate ``lr``."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")

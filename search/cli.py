@@ -104,12 +104,21 @@ def configure_logging() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def run_main(main: Callable[[Sequence[str] | None], int]) -> NoReturn:
-    """Run an entry point's ``main``: known errors become one line on stderr and exit code 2."""
-    configure_logging()
+def invoke(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
+    """Call an entry point's ``main`` and return its exit code.
+
+    Known errors become one line on stderr and exit code 2; argparse's own exits pass through.
+    """
     try:
-        code = main(None)
+        return main(argv)
     except (UsageError, DeviceUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
-        code = EXIT_USAGE
-    sys.exit(code)
+        return EXIT_USAGE
+    except SystemExit as exit_request:
+        return exit_request.code if isinstance(exit_request.code, int) else EXIT_USAGE
+
+
+def run_main(main: Callable[[Sequence[str] | None], int]) -> NoReturn:
+    """What ``python -m search.X`` runs: quiet logging, then :func:`invoke` on sys.argv."""
+    configure_logging()
+    sys.exit(invoke(main, None))

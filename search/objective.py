@@ -14,7 +14,7 @@ import torch
 from ann.data import QuadraticData, make_data
 from ann.model import build_mlp
 from ann.plots import save_fit, save_loss_curve
-from ann.training import NonFiniteLossError, Report, TrainingResult, train
+from ann.training import NonFiniteLossError, Report, ReportCallback, TrainingResult, train
 from search.space import NetworkConfig, suggest_params
 from search.study import StudySettings
 
@@ -31,7 +31,7 @@ def train_network(
     settings: StudySettings,
     device: torch.device,
     epochs: int | None = None,
-    on_report=None,
+    on_report: ReportCallback | None = None,
 ) -> tuple[torch.nn.Sequential, TrainingResult]:
     """Build the network of ``config`` from ``init_seed`` and train it on ``data``."""
     model = build_mlp(config.hidden_widths, torch.Generator().manual_seed(init_seed))
@@ -52,6 +52,7 @@ def save_trial_files(
     model: torch.nn.Module, result: TrainingResult, data: QuadraticData, folder: Path, title: str
 ) -> list[Path]:
     """Write a trial's fit plot, loss curve and weights into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
     weights = folder / "weights.pt"
     torch.save({key: value.cpu() for key, value in model.state_dict().items()}, weights)
     return [
@@ -117,11 +118,12 @@ class Objective:
             raise optuna.TrialPruned(f"pruned at epoch {result.epochs_run}")
 
         if self.artifact_store is not None:
-            self._upload_artifacts(trial, model, result, config)
+            self._upload_artifacts(self.artifact_store, trial, model, result, config)
         return result.val_l1
 
     def _upload_artifacts(
         self,
+        store: optuna.artifacts.FileSystemArtifactStore,
         trial: optuna.Trial,
         model: torch.nn.Module,
         result: TrainingResult,
@@ -131,5 +133,5 @@ class Objective:
         with tempfile.TemporaryDirectory() as folder:
             for path in save_trial_files(model, result, self.data, Path(folder), title):
                 optuna.artifacts.upload_artifact(
-                    artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial
+                    artifact_store=store, file_path=str(path), study_or_trial=trial
                 )

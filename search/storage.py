@@ -8,6 +8,7 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import sqlalchemy
@@ -104,7 +105,7 @@ def _check_server_reachable(parsed: URL) -> None:
             "use postgresql+psycopg:// (installed with this project) or pip install the driver"
         ) from None
     except SQLAlchemyError as error:
-        reason = str(error.orig or error).strip().splitlines()[0]
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         raise UsageError(
             f"cannot reach the database {parsed.render_as_string(hide_password=True)} ({reason}); "
             "check that the server runs and the URL is right"
@@ -143,6 +144,7 @@ def locate_storage(
 
 def open_storage(location: StorageLocation) -> optuna.storages.RDBStorage:
     """Create the folders a SQLite study needs and connect Optuna's RDB storage."""
+    engine_kwargs: dict[str, Any]
     if location.sqlite_path is not None:
         location.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}

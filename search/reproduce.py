@@ -1,0 +1,122 @@
+"""Retrain a stored trial from its parameters and seed, and compare with the stored result.
+
+    python -m search.reproduce --trial 0          # the baseline
+    python -m search.reproduce --trial 42 --study ann --json
+
+A completed trial is retrained for the study's epochs and compared on its final validation L1;
+a pruned one is retrained up to the epoch it was pruned at and compared on its last report.
+On the CPU both agree to float precision; exit code 1 says they did not.
+"""
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from ann.data import make_data
+from ann.devices import resolve_device
+from search import cli
+from search.errors import UsageError
+from search.objective import save_trial_files, train_network
+from search.space import NetworkConfig
+from search.storage import locate_storage, open_storage
+from search.study import stored_settings, study_exists
+
+RELATIVE_TOLERANCE = 1e-5
+
+
+def stored_result(trial: optuna.trial.FrozenTrial) -> tuple[float, int]:
+    """The validation L1 to compare against and the epochs needed to reach it."""
+    if trial.state == TrialState.COMPLETE and trial.value is not None:
+        return trial.value, int(trial.user_attrs["epochs_run"])
+    if trial.state == TrialState.PRUNED and trial.intermediate_values:
+        epoch = max(trial.intermediate_values)
+        return trial.intermediate_values[epoch], epoch
+    raise UsageError(
+        f"trial {trial.number} is {trial.state.name} and has no stored validation L1 to "
+        "reproduce; pick a COMPLETE or PRUNED trial"
+    )
+
+
+def load_trial(
+    storage: optuna.storages.BaseStorage, study_name: str, number: int
+) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+    """Find trial ``number`` of study ``study_name``, or say what exists instead."""
+    if not study_exists(storage, study_name):
+        names = ", ".join(sorted(optuna.get_all_study_names(storage))) or "none"
+        raise UsageError(f"no study named {study_name!r} in this storage (studies: {names})")
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        raise UsageError(
+            f"study {study_name!r} has no trial {number}; "
+            f"trials are numbered 0 to {len(trials) - 1}"
+        )
+    return study, trials[number]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = cli.make_parser("python -m search.reproduce", __doc__)
+    parser.add_argument("--trial", type=cli.non_negative_int, required=True, help="trial number")
+    cli.add_study_arguments(parser)
+    cli.add_device_argument(parser)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="figures go here (default: studies/reproduced/...)"
+    )
+    parser.add_argument("--threads", type=cli.positive_int, default=1, help="torch threads")
+    cli.add_json_argument(parser)
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    location = locate_storage(args.storage, artifact_dir=args.artifact_dir, must_exist=True)
+    torch.set_num_threads(args.threads)
+
+    study, trial = load_trial(open_storage(location), args.study, args.trial)
+    settings = stored_settings(study)
+    stored_val_l1, epochs = stored_result(trial)
+    config = NetworkConfig.from_params(trial.params)
+
+    data = make_data(settings.seed)[0]
+    model, result = train_network(
+        config,
+        data,
+        init_seed=trial.user_attrs["seed"],
+        settings=settings,
+        device=device,
+        epochs=epochs,
+    )
+    out = args.out or Path("studies") / "reproduced" / args.study / f"trial-{args.trial}"
+    figures = save_trial_files(model, result, data, out, f"trial {args.trial} reproduced")
+    match = math.isclose(result.val_l1, stored_val_l1, rel_tol=RELATIVE_TOLERANCE)
+
+    print(f"trial {args.trial} of study {args.study!r}: {config.describe()}, {epochs} epochs")
+    print(f"stored validation L1      {stored_val_l1:.6f} (on {trial.user_attrs.get('device')})")
+    print(f"reproduced validation L1  {result.val_l1:.6f} (on {device})")
+    print(
+        f"match                     {'yes' if match else 'NO'} (relative tolerance "
+        f"{RELATIVE_TOLERANCE:g})"
+    )
+    print(f"figures                   {', '.join(str(path) for path in figures)}")
+    if args.json:
+        cli.print_json(
+            {
+                "study": args.study,
+                "trial": args.trial,
+                "state": trial.state.name,
+                "epochs": epochs,
+                "stored_val_l1": stored_val_l1,
+                "reproduced_val_l1": result.val_l1,
+                "reproduced_final_train_l1": result.final_train_l1,
+                "match": match,
+                "device": str(device),
+                "files": [str(path) for path in figures],
+            }
+        )
+    return 0 if match else 1
+
+
+if __name__ == "__main__":
+    cli.run_main(main)

@@ -1,0 +1,70 @@
+"""Ctrl-C keeps finished trials, fails the running ones and exits 130."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import REPO_ROOT
+
+
+def wait_for(condition, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the search"
+        time.sleep(0.2)
+
+
+def trial_states(storage: str) -> list[TrialState]:
+    try:
+        study = optuna.load_study(study_name="ann", storage=storage)
+    except KeyError:
+        return []
+    return [trial.state for trial in study.trials]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_sigint_keeps_finished_trials_and_fails_the_running_ones(workdir, jobs):
+    storage = f"sqlite:///{workdir / 'studies/ann.db'}"
+    command = [
+        sys.executable,
+        "-m",
+        "search.run",
+        "--trials",
+        "50",
+        "--jobs",
+        jobs,
+        "--epochs",
+        "1500",
+        "--report-every",
+        "100",
+        "--pruner",
+        "none",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen(
+        command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+    try:
+        wait_for(lambda: (workdir / "studies/ann.db").exists())
+        wait_for(lambda: TrialState.COMPLETE in trial_states(storage))
+        wait_for(lambda: TrialState.RUNNING in trial_states(storage))
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+
+    states = trial_states(storage)
+    assert process.returncode == 130, stderr
+    assert TrialState.RUNNING not in states
+    assert TrialState.FAIL in states
+    assert states.count(TrialState.COMPLETE) >= 1
+    assert "interrupted: finished trials are kept" in stderr
+    assert "Traceback" not in stderr
+    assert "Trials:" in stdout
