@@ -34,7 +34,9 @@ def save_loss_curve(
     axes = figure.add_subplot()
     axes.plot(range(1, len(loss_curve) + 1), loss_curve, label="train L1")
     if noise_floor_l1 is not None:
-        axes.axhline(noise_floor_l1, color="gray", linestyle="--", label="noise floor")
+        axes.axhline(
+            noise_floor_l1, color="gray", linestyle="--", label="noise floor (validation)"
+        )
     axes.set(xlabel="epoch", ylabel="L1 loss", yscale="log", title=title)
     axes.legend()
     return _save(figure, path)

@@ -8,7 +8,6 @@ With seed S, the data and the initial weights are drawn as the tutorial draws th
 """
 
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,7 +37,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
 
-    started = time.perf_counter()
     data, generator = make_data(args.seed)
     model = build_mlp(TUTORIAL_WIDTHS, generator)
     result = train(
@@ -51,13 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=device,
     )
     figures = save_trial_files(model, result, data, args.out, "tutorial baseline")
-    seconds = time.perf_counter() - started
+    seconds = result.seconds
 
     print(f"tutorial baseline, seed {args.seed}, {result.epochs_run} epochs on {device}")
     print(f"final train L1    {result.final_train_l1:.6f}")
     print(f"validation L1     {result.val_l1:.6f}")
     print(f"noise floor L1    {data.noise_floor_l1:.6f}")
-    print(f"seconds           {seconds:.1f}")
+    print(f"seconds           {seconds:.1f} (training)")
     print(f"figures           {', '.join(str(path) for path in figures)}")
     if args.json:
         cli.print_json(

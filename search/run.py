@@ -141,7 +141,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     context = multiprocessing.get_context("spawn")
     deadline = time.time() + args.timeout if args.timeout else None
     budget = TrialBudget(args.trials, deadline, context)
-    progress = SearchProgress(study, sys.stderr, n_trials=args.trials, deadline=deadline)
     verb = "created" if created else "resumed"
     print(
         f"{verb} study {args.study!r}; running {args.trials} trials on {device} "
@@ -149,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
+    progress = SearchProgress(study, sys.stderr, n_trials=args.trials, deadline=deadline)
 
     if args.jobs == 1:
         outcome = RunOutcome()
