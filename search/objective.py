@@ -88,7 +88,8 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         config = suggest_params(trial)
-        init_seed = self.settings.trial_seed(trial.number)
+        # A retry of a crashed trial inherits its user attrs, seed included.
+        init_seed = trial.user_attrs.get("seed", self.settings.trial_seed(trial.number))
         trial.set_user_attr("seed", init_seed)
         trial.set_user_attr("device", str(self.device))
         trial.set_user_attr("noise_floor_l1", self.data.noise_floor_l1)

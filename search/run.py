@@ -2,24 +2,25 @@
 
     python -m search.run --trials 100
     python -m search.run --trials 20 --jobs 2 --epochs 2000 --study quick
+    python -m search.run --storage postgresql+psycopg://host/db --study fleet --max-trials 500
 
 Trials go to a SQLite study under studies/ by default; running again resumes the study. A new
-study starts with the tutorial's network as trial 0, which counts as one of --trials.
+study starts with the tutorial's network as trial 0, which counts as one of the trials. Any
+number of these commands, on one machine or many, can share one study.
 """
 
 import multiprocessing
-import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from ann.devices import resolve_device
 from ann.seeds import derive_seed
 from search import cli
+from search.launcher import RunOutcome, run_workers, signal_name
+from search.locks import StudyLock
 from search.progress import SearchProgress
-from search.storage import locate_storage, open_storage
+from search.storage import Heartbeat, locate_storage, open_storage
 from search.study import (
     DEFAULT_EPOCHS,
     DEFAULT_REPORT_EVERY,
@@ -28,12 +29,26 @@ from search.study import (
     open_study,
 )
 from search.summary import format_summary, summarize
-from search.worker import TrialBudget, WorkerConfig, load_worker_study, run_trials, worker_process
+from search.worker import TrialBudget, WorkerConfig, install_stop_handlers
+
+DEFAULT_TRIALS = 100
+DEFAULT_GRACE_PERIOD_S = 30
 
 
 def parse_args(argv: Sequence[str] | None) -> cli.argparse.Namespace:
     parser = cli.make_parser("python -m search.run", __doc__)
-    parser.add_argument("--trials", type=cli.positive_int, default=100, help="trials to add")
+    parser.add_argument(
+        "--trials",
+        type=cli.positive_int,
+        default=None,
+        help=f"trials this command adds ({DEFAULT_TRIALS}, or no limit with --max-trials)",
+    )
+    parser.add_argument(
+        "--max-trials",
+        type=cli.positive_int,
+        default=None,
+        help="study-wide budget: every worker stops once the study holds this many trials",
+    )
     parser.add_argument(
         "--timeout",
         type=cli.positive_float,
@@ -66,6 +81,12 @@ def parse_args(argv: Sequence[str] | None) -> cli.argparse.Namespace:
     parser.add_argument(
         "--threads", type=cli.positive_int, default=1, help="torch threads in each worker"
     )
+    parser.add_argument(
+        "--grace-period",
+        type=cli.at_least(2),
+        default=DEFAULT_GRACE_PERIOD_S,
+        help="seconds without a heartbeat after which a running trial counts as dead and reruns",
+    )
     cli.add_json_argument(parser)
     args = parser.parse_args(argv)
 
@@ -75,54 +96,54 @@ def parse_args(argv: Sequence[str] | None) -> cli.argparse.Namespace:
             f"--report-every {args.report_every} is more than the {epochs} epochs per trial; "
             "pass a value from 1 to --epochs"
         )
+    if args.trials is None and args.max_trials is None:
+        args.trials = DEFAULT_TRIALS
     return args
 
 
-@dataclass
-class RunOutcome:
-    interrupted: bool = False
-    failed_workers: int = 0
-
-
-def run_in_processes(
-    configs: list[WorkerConfig], budget: TrialBudget, progress: SearchProgress, context
-) -> RunOutcome:
-    """Start one worker process per config and follow the study until all of them end."""
-    processes = [
-        context.Process(target=worker_process, args=(config, budget)) for config in configs
-    ]
-    for process in processes:
-        process.start()
-
-    outcome = RunOutcome()
-    try:
-        while any(process.is_alive() for process in processes):
-            progress.update()
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        outcome.interrupted = True
-        for process in processes:
-            if process.is_alive() and process.pid is not None:
-                os.kill(process.pid, signal.SIGINT)
-        for process in processes:
-            process.join()
-
-    outcome.interrupted |= any(process.exitcode == cli.EXIT_INTERRUPTED for process in processes)
-    outcome.failed_workers = sum(
-        process.exitcode not in (0, cli.EXIT_INTERRUPTED) for process in processes
-    )
-    return outcome
+def report_outcome(outcome: RunOutcome) -> int:
+    """Say on stderr how the run ended, and return the exit code."""
+    if outcome.database_error is not None:
+        print(
+            f"error: the study database failed ({outcome.database_error}); "
+            "finished trials are kept",
+            file=sys.stderr,
+        )
+        return 1
+    if outcome.stop_signal is not None:
+        print(
+            f"stopped by {signal_name(outcome.stop_signal)}: finished trials are kept, "
+            "the running ones were marked failed",
+            file=sys.stderr,
+        )
+        return 128 + outcome.stop_signal
+    if outcome.crashed_workers:
+        print(
+            f"error: {outcome.crashed_workers} worker process(es) failed; see the errors above",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     device = resolve_device(args.device)
     location = locate_storage(args.storage, artifact_dir=args.artifact_dir)
-
-    storage = open_storage(location)
-    study, settings, created = open_study(
-        storage, args.study, seed=args.seed, epochs=args.epochs, report_every=args.report_every
+    heartbeat = Heartbeat(
+        interval_s=max(1, args.grace_period // 4), grace_period_s=args.grace_period
     )
+    install_stop_handlers()
+
+    # One worker at a time creates the schema, the study and the baseline.
+    lock = StudyLock(location, args.study)
+    with lock.held():
+        storage = open_storage(location, heartbeat=heartbeat)
+        study, settings, created = open_study(
+            storage, args.study, seed=args.seed, epochs=args.epochs, report_every=args.report_every
+        )
+    lock.close()
+
     n_existing = len(study.get_trials(deepcopy=False))
     configs = [
         WorkerConfig(
@@ -134,51 +155,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             sampler_seed=derive_seed(settings.seed, "sampler", n_existing, worker),
             pruner=args.pruner,
             threads=args.threads,
+            heartbeat=heartbeat,
+            max_trials=args.max_trials,
         )
         for worker in range(args.jobs)
     ]
-
-    context = multiprocessing.get_context("spawn")
     deadline = time.time() + args.timeout if args.timeout else None
-    budget = TrialBudget(args.trials, deadline, context)
-    verb = "created" if created else "resumed"
+    budget = TrialBudget(args.trials, deadline, multiprocessing.get_context("spawn"))
     print(
-        f"{verb} study {args.study!r}; running {args.trials} trials on {device} "
-        f"with {args.jobs} worker(s)",
+        f"{'created' if created else 'resumed'} study {args.study!r}; running "
+        f"{args.trials or 'up to --max-trials'} trials on {device} with {args.jobs} worker(s)",
         file=sys.stderr,
         flush=True,
     )
-    progress = SearchProgress(study, sys.stderr, n_trials=args.trials, deadline=deadline)
 
-    if args.jobs == 1:
-        outcome = RunOutcome()
-        worker_study, objective = load_worker_study(configs[0])
-        try:
-            run_trials(worker_study, objective, budget, on_trial_finished=progress.update)
-        except KeyboardInterrupt:
-            outcome.interrupted = True
-    else:
-        outcome = run_in_processes(configs, budget, progress, context)
+    progress = SearchProgress(
+        study, sys.stderr, n_trials=args.trials or args.max_trials, deadline=deadline
+    )
+    outcome = run_workers(configs, budget, progress)
     progress.close()
 
-    summary = summarize(study, location, interrupted=outcome.interrupted)
+    summary = summarize(study, location, stop_signal=outcome.stop_signal)
     print(format_summary(summary))
     if args.json:
         cli.print_json(summary)
-
-    if outcome.interrupted:
-        print(
-            "interrupted: finished trials are kept, the running ones were marked failed",
-            file=sys.stderr,
-        )
-        return cli.EXIT_INTERRUPTED
-    if outcome.failed_workers:
-        print(
-            f"error: {outcome.failed_workers} worker process(es) crashed; see the errors above",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    storage.remove_session()
+    storage.engine.dispose()
+    return report_outcome(outcome)
 
 
 if __name__ == "__main__":

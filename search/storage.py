@@ -5,7 +5,10 @@ directory or table behind.
 """
 
 import logging
+import os
 import sqlite3
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,10 @@ SUPPORTED_BACKENDS = ("sqlite", "postgresql", "mysql")
 SQLITE_HEADER = b"SQLite format 3\x00"
 SQLITE_BUSY_TIMEOUT_S = 60
 CONNECT_TIMEOUT_S = 10
+CONNECT_RETRY_DELAYS_S = (0.5, 1.0, 2.0)
+"""Waits between connection attempts to a database server before giving up."""
+POOL_SIZE = 2
+"""Connections each worker keeps open to a database server (plus as many again on bursts)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,11 @@ def _check_sqlite_file(path: Path, *, must_exist: bool) -> None:
 
     if not path.is_file():
         raise UsageError(f"--storage path {path} is not a file; point it at a .db file")
+    if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        raise UsageError(
+            f"{path} is read-only (the file or its folder); make it writable, "
+            "or copy it elsewhere and pass that path to --storage"
+        )
     with path.open("rb") as file:
         header = file.read(len(SQLITE_HEADER))
     if header and header != SQLITE_HEADER:
@@ -97,8 +109,15 @@ def _check_server_reachable(parsed: URL) -> None:
         parsed, connect_args=connect_args, poolclass=sqlalchemy.NullPool
     )
     try:
-        with engine.connect():
-            pass
+        for attempt, delay in enumerate((*CONNECT_RETRY_DELAYS_S, None), start=1):
+            try:
+                with engine.connect():
+                    return
+            except sqlalchemy.exc.OperationalError as error:
+                if delay is None:
+                    raise
+                logger.warning("database not reachable (attempt %d): %s", attempt, error.orig)
+                time.sleep(delay)
     except ModuleNotFoundError as error:
         raise UsageError(
             f"the database driver for {parsed.drivername!r} is not installed ({error.name}); "
@@ -106,9 +125,10 @@ def _check_server_reachable(parsed: URL) -> None:
         ) from None
     except SQLAlchemyError as error:
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        attempts = len(CONNECT_RETRY_DELAYS_S) + 1
         raise UsageError(
-            f"cannot reach the database {parsed.render_as_string(hide_password=True)} ({reason}); "
-            "check that the server runs and the URL is right"
+            f"cannot reach the database {parsed.render_as_string(hide_password=True)} after "
+            f"{attempts} attempts ({reason}); check that the server runs and the URL is right"
         ) from None
     finally:
         engine.dispose()
@@ -142,17 +162,73 @@ def locate_storage(
     )
 
 
-def open_storage(location: StorageLocation) -> optuna.storages.RDBStorage:
-    """Create the folders a SQLite study needs and connect Optuna's RDB storage."""
+@dataclass(frozen=True)
+class Heartbeat:
+    """Workers record a heartbeat every ``interval_s``; a RUNNING trial whose worker has been
+    silent for ``grace_period_s`` is failed by another worker and run again as a new trial."""
+
+    interval_s: int
+    grace_period_s: int
+    max_retry: int = 3
+
+
+def _schema_mismatch_message(location: StorageLocation) -> str:
+    engine = sqlalchemy.create_engine(location.url, poolclass=sqlalchemy.NullPool)
+    try:
+        with engine.connect() as connection:
+            found = connection.execute(
+                sqlalchemy.text("SELECT version_num FROM alembic_version")
+            ).scalar()
+    except SQLAlchemyError:
+        found = "unknown"
+    finally:
+        engine.dispose()
+    return (
+        f"{location.display_url} holds a study schema ({found}) that Optuna "
+        f"{optuna.__version__} cannot use; run the Optuna version that wrote it, "
+        "or for an older schema: optuna storage upgrade --storage URL"
+    )
+
+
+def open_storage(
+    location: StorageLocation, *, heartbeat: Heartbeat | None = None
+) -> optuna.storages.RDBStorage:
+    """Create the folders a SQLite study needs and connect Optuna's RDB storage.
+
+    Raises:
+        UsageError: the database cannot be opened, or its schema is another Optuna version's.
+    """
     engine_kwargs: dict[str, Any]
     if location.sqlite_path is not None:
         location.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     else:
-        engine_kwargs = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
+        engine_kwargs = {
+            "pool_pre_ping": True,
+            "pool_size": POOL_SIZE,
+            "max_overflow": POOL_SIZE,
+            "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S},
+        }
+    heartbeat_kwargs: dict[str, Any] = {}
+    if heartbeat is not None:
+        heartbeat_kwargs = {
+            "heartbeat_interval": heartbeat.interval_s,
+            "grace_period": heartbeat.grace_period_s,
+            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=heartbeat.max_retry
+            ),
+        }
 
     try:
-        return optuna.storages.RDBStorage(location.url, engine_kwargs=engine_kwargs)
-    except (SQLAlchemyError, RuntimeError) as error:
-        reason = str(error).strip().splitlines()[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                location.url, engine_kwargs=engine_kwargs, **heartbeat_kwargs
+            )
+    except RuntimeError as error:
+        if "compatible" in str(error):
+            raise UsageError(_schema_mismatch_message(location)) from None
+        raise
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         raise UsageError(f"cannot open study storage {location.display_url}: {reason}") from None

@@ -1,38 +1,80 @@
-"""The trial loop: ask, train, tell, until the shared budget of trials or time runs out.
+"""The trial loop: ask, train, tell, until the budget of trials or time runs out.
 
 The same loop runs in the main process (``--jobs 1``) or in each of several worker processes
-(``--jobs N``); a :class:`TrialBudget` shared between them hands out exactly ``n_trials``.
+(``--jobs N``), and in any number of ``search.run`` commands sharing one study. Three budgets
+can end it: this command's ``--trials`` (a :class:`TrialBudget` shared by its workers), the
+study-wide ``--max-trials`` (counted under the :class:`~search.locks.StudyLock`), and
+``--timeout``.
+
+Crash recovery rides on Optuna's heartbeats: while a trial trains, a thread records a heartbeat;
+before each new trial, a worker fails the trials whose heartbeat went silent for longer than the
+grace period, and Optuna's retry callback enqueues their parameters as a new trial.
 """
 
 import logging
 import multiprocessing
+import multiprocessing.context
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
-from pathlib import Path
+from types import FrameType
 
 import optuna
+import sqlalchemy
 import torch
+from optuna.storages._heartbeat import BaseHeartbeat, get_heartbeat_thread
+from optuna.trial import TrialState
 
 from ann.training import NonFiniteLossError
-from search.objective import Objective
-from search.storage import StorageLocation, open_storage
+from search.locks import StudyLock
+from search.objective import FAIL_REASON_ATTR, Objective
+from search.storage import Heartbeat, StorageLocation, open_storage
 from search.study import StudySettings, make_pruner, make_sampler
 
 logger = logging.getLogger(__name__)
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequested(BaseException):
+    """SIGINT or SIGTERM arrived; the running trial is failed and the worker stops."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention: 128 plus the signal number (130, 143)."""
+        return 128 + self.signum
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise StopRequested(signum)
+
+
+def install_stop_handlers() -> None:
+    """Turn SIGINT and SIGTERM into :class:`StopRequested` in this process."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_stop)
+
 
 class TrialBudget:
-    """Hands out at most ``n_trials`` trial slots before ``deadline`` (a ``time.time()``).
+    """Hands out at most ``n_trials`` trial slots (``None``: no limit) before ``deadline``.
 
-    The counter lives in shared memory, so one budget can be shared by worker processes.
+    ``deadline`` is a ``time.time()``. The counter lives in shared memory, so one budget can be
+    shared by the worker processes of one command.
     """
 
     def __init__(
-        self, n_trials: int, deadline: float | None, context: multiprocessing.context.BaseContext
+        self,
+        n_trials: int | None,
+        deadline: float | None,
+        context: multiprocessing.context.BaseContext,
     ) -> None:
         self.n_trials = n_trials
         self.deadline = deadline
@@ -42,6 +84,8 @@ class TrialBudget:
         """Take one slot; ``False`` once the trials are handed out or the time is up."""
         if self.deadline is not None and time.time() >= self.deadline:
             return False
+        if self.n_trials is None:
+            return True
 
         with self._claimed.get_lock():
             if self._claimed.value >= self.n_trials:
@@ -50,34 +94,121 @@ class TrialBudget:
             return True
 
 
+def ask(study: optuna.Study) -> optuna.Trial:
+    """``study.ask()``, without Optuna's warning that heartbeats are meant for
+    ``Study.optimize``: :func:`run_trials` runs the heartbeat thread itself."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+        return study.ask()
+
+
+def counts_toward_budget(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial uses up the study-wide budget: it finished, runs, or diverged.
+
+    Trials that failed because their worker died or was stopped do not count: their
+    parameters run again.
+    """
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
+        return True
+    return trial.state == TrialState.FAIL and FAIL_REASON_ATTR in trial.user_attrs
+
+
+@dataclass
+class StudyCap:
+    """The study-wide ``--max-trials`` budget, shared by every worker of the study."""
+
+    max_trials: int
+    lock: StudyLock
+
+    def ask(self, study: optuna.Study) -> optuna.Trial | None:
+        """Start a trial unless the study already holds ``max_trials`` counted trials."""
+        with self.lock.held():
+            n_counted = sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False))
+            if n_counted >= self.max_trials:
+                return None
+            return ask(study)
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail trials whose worker stopped sending heartbeats, and enqueue their retries."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def fail_abandoned_trial(study: optuna.Study, trial_id: int) -> None:
+    """Fail a RUNNING trial whose worker is known to be dead, and enqueue its retry."""
+    storage = study._storage
+    try:
+        failed_now = storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return
+    if not (failed_now and isinstance(storage, BaseHeartbeat)):
+        return
+    callback = storage.get_heartbeat_stale_trial_callback()
+    if callback is not None:
+        callback(study, storage.get_trial(trial_id))
+
+
+def _tell_unless_taken_over(study: optuna.Study, trial: optuna.Trial, **outcome) -> None:
+    told = study.tell(trial, skip_if_finished=True, **outcome)
+    expected = outcome.get("state", TrialState.COMPLETE)
+    if told.state != expected:
+        _log_take_over(trial)
+
+
+def _log_take_over(trial: optuna.Trial) -> None:
+    logger.warning(
+        "trial %d was marked failed by another worker while this one was unresponsive "
+        "(past the heartbeat grace period); its parameters run again as a new trial, "
+        "this worker drops its result and goes on",
+        trial.number,
+    )
+
+
 def run_trials(
     study: optuna.Study,
     objective: Objective,
     budget: TrialBudget,
+    *,
+    cap: StudyCap | None = None,
+    on_trial_started: Callable[[optuna.Trial | None], None] | None = None,
     on_trial_finished: Callable[[], None] | None = None,
 ) -> None:
-    """Run trials until ``budget`` says stop.
+    """Run trials until a budget says stop.
 
     A diverged trial is told FAIL (its reason is in the user attr ``fail_reason``) and the loop
-    goes on; any other exception, Ctrl-C included, fails the running trial and propagates.
+    goes on; any other exception, :class:`StopRequested` included, fails the running trial and
+    propagates. A trial taken over by another worker (see :func:`fail_stale_trials`) is dropped.
     """
     while budget.claim():
-        trial = study.ask()
+        fail_stale_trials(study)
+        trial = cap.ask(study) if cap is not None else ask(study)
+        if trial is None:
+            return
+        if on_trial_started is not None:
+            on_trial_started(trial)
+
         try:
-            value = objective(trial)
+            with get_heartbeat_thread(trial._trial_id, study._storage):
+                value = objective(trial)
         except optuna.TrialPruned:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            _tell_unless_taken_over(study, trial, state=TrialState.PRUNED)
         except NonFiniteLossError as error:
             logger.warning("trial %d failed: %s", trial.number, error)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            _tell_unless_taken_over(study, trial, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            _log_take_over(trial)
         except BaseException:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
         else:
-            study.tell(trial, value)
+            _tell_unless_taken_over(study, trial, values=value)
 
+        if on_trial_started is not None:
+            on_trial_started(None)
         if on_trial_finished is not None:
             on_trial_finished()
 
@@ -94,30 +225,71 @@ class WorkerConfig:
     sampler_seed: int
     pruner: str
     threads: int
+    heartbeat: Heartbeat
+    max_trials: int | None = None
 
 
-def load_worker_study(config: WorkerConfig) -> tuple[optuna.Study, Objective]:
+@dataclass
+class Worker:
+    """A connected worker: its study handle, objective and optional study-wide cap."""
+
+    study: optuna.Study
+    storage: optuna.storages.RDBStorage
+    objective: Objective
+    cap: StudyCap | None
+
+    def close(self) -> None:
+        """Release the database connections."""
+        if self.cap is not None:
+            self.cap.lock.close()
+        self.storage.remove_session()
+        self.storage.engine.dispose()
+
+
+def connect_worker(config: WorkerConfig) -> Worker:
     """Connect to the study with this worker's own sampler and pruner, and build its objective."""
     torch.set_num_threads(config.threads)
+    storage = open_storage(config.location, heartbeat=config.heartbeat)
     study = optuna.load_study(
         study_name=config.study_name,
-        storage=open_storage(config.location),
+        storage=storage,
         sampler=make_sampler(config.sampler, config.sampler_seed),
         pruner=make_pruner(config.pruner, config.settings),
     )
-    artifact_dir = Path(config.location.artifact_dir)
-    artifact_dir.mkdir(parents=True, exist_ok=True)
-    store = optuna.artifacts.FileSystemArtifactStore(str(artifact_dir))
+    config.location.artifact_dir.mkdir(parents=True, exist_ok=True)
+    store = optuna.artifacts.FileSystemArtifactStore(str(config.location.artifact_dir))
     objective = Objective(config.settings, torch.device(config.device), store)
-    return study, objective
+    cap = None
+    if config.max_trials is not None:
+        cap = StudyCap(config.max_trials, StudyLock(config.location, config.study_name))
+    return Worker(study, storage, objective, cap)
 
 
-def worker_process(config: WorkerConfig, budget: TrialBudget) -> None:
-    """Entry of a ``--jobs`` worker process; exits 130 on Ctrl-C after failing its trial."""
+def worker_process(config: WorkerConfig, budget: TrialBudget, current_trial: Synchronized) -> None:
+    """Entry of a ``--jobs`` worker process.
+
+    ``current_trial`` holds the id of the trial this worker runs (-1 between trials), so that
+    the parent can fail it if this process dies. Exits 128 + signal number on SIGINT/SIGTERM,
+    1 with one line on stderr if the database fails.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    install_stop_handlers()
+
+    def remember(trial: optuna.Trial | None) -> None:
+        current_trial.value = -1 if trial is None else trial._trial_id
+
+    worker = None
     try:
-        study, objective = load_worker_study(config)
-        run_trials(study, objective, budget)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        worker = connect_worker(config)
+        run_trials(
+            worker.study, worker.objective, budget, cap=worker.cap, on_trial_started=remember
+        )
+    except StopRequested as stop:
+        sys.exit(stop.exit_code)
+    except sqlalchemy.exc.OperationalError as error:
+        print(f"error: the study database failed: {error.orig}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        if worker is not None:
+            worker.close()

@@ -65,6 +65,6 @@ def test_sigint_keeps_finished_trials_and_fails_the_running_ones(workdir, jobs):
     assert TrialState.RUNNING not in states
     assert TrialState.FAIL in states
     assert states.count(TrialState.COMPLETE) >= 1
-    assert "interrupted: finished trials are kept" in stderr
+    assert "stopped by SIGINT: finished trials are kept" in stderr
     assert "Traceback" not in stderr
     assert "Trials:" in stdout

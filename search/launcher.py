@@ -1,0 +1,113 @@
+"""Running a command's workers: in this process for ``--jobs 1``, else in worker processes.
+
+The parent process follows the study for the progress display, passes SIGINT and SIGTERM on
+to its workers, and fails the trial of any worker that died without cleaning up.
+"""
+
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+import sqlalchemy
+
+from search.progress import SearchProgress
+from search.worker import (
+    StopRequested,
+    TrialBudget,
+    WorkerConfig,
+    connect_worker,
+    fail_abandoned_trial,
+    run_trials,
+    worker_process,
+)
+
+logger = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 0.5
+
+
+@dataclass
+class RunOutcome:
+    """How the workers ended."""
+
+    stop_signal: int | None = None
+    crashed_workers: int = 0
+    database_error: str | None = None
+
+
+def run_here(config: WorkerConfig, budget: TrialBudget, progress: SearchProgress) -> RunOutcome:
+    """Run the trial loop in this process."""
+    outcome = RunOutcome()
+    worker = connect_worker(config)
+    try:
+        run_trials(
+            worker.study,
+            worker.objective,
+            budget,
+            cap=worker.cap,
+            on_trial_finished=progress.update,
+        )
+    except StopRequested as stop:
+        outcome.stop_signal = stop.signum
+    except sqlalchemy.exc.OperationalError as error:
+        outcome.database_error = str(error.orig)
+    finally:
+        worker.close()
+    return outcome
+
+
+def run_in_processes(
+    configs: list[WorkerConfig], budget: TrialBudget, progress: SearchProgress
+) -> RunOutcome:
+    """Start one worker process per config and follow the study until all of them end."""
+    context = multiprocessing.get_context("spawn")
+    current_trials = [context.Value("q", -1) for _ in configs]
+    processes = [
+        context.Process(target=worker_process, args=(config, budget, current))
+        for config, current in zip(configs, current_trials, strict=True)
+    ]
+    for process in processes:
+        process.start()
+
+    outcome = RunOutcome()
+    try:
+        while any(process.is_alive() for process in processes):
+            progress.update()
+            time.sleep(POLL_INTERVAL_S)
+    except StopRequested as stop:
+        outcome.stop_signal = stop.signum
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, stop.signum)
+        for process in processes:
+            process.join()
+
+    for process, current in zip(processes, current_trials, strict=True):
+        exit_code = process.exitcode or 0
+        if exit_code < 0 and current.value >= 0:
+            logger.warning(
+                "worker %d died from signal %d; failing its trial", process.pid, -exit_code
+            )
+            fail_abandoned_trial(progress.study, current.value)
+        if exit_code >= 128 and outcome.stop_signal is None:
+            outcome.stop_signal = exit_code - 128
+        elif exit_code != 0 and exit_code < 128:
+            outcome.crashed_workers += 1
+    return outcome
+
+
+def run_workers(
+    configs: list[WorkerConfig], budget: TrialBudget, progress: SearchProgress
+) -> RunOutcome:
+    """Run one worker per config until the budgets are spent or a stop signal arrives."""
+    if len(configs) == 1:
+        return run_here(configs[0], budget, progress)
+    return run_in_processes(configs, budget, progress)
+
+
+def signal_name(signum: int) -> str:
+    """``SIGINT`` for 2, and so on."""
+    return signal.Signals(signum).name
