@@ -11,14 +11,14 @@ import signal
 import time
 from dataclasses import dataclass
 
-import sqlalchemy
-
 from search.progress import SearchProgress
 from search.worker import (
+    DATABASE_ERRORS,
     StopRequested,
     TrialBudget,
     WorkerConfig,
     connect_worker,
+    database_error_text,
     fail_abandoned_trial,
     run_trials,
     worker_process,
@@ -52,8 +52,8 @@ def run_here(config: WorkerConfig, budget: TrialBudget, progress: SearchProgress
         )
     except StopRequested as stop:
         outcome.stop_signal = stop.signum
-    except sqlalchemy.exc.OperationalError as error:
-        outcome.database_error = str(error.orig)
+    except DATABASE_ERRORS as error:
+        outcome.database_error = database_error_text(error)
     finally:
         worker.close()
     return outcome

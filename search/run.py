@@ -18,15 +18,14 @@ from ann.devices import resolve_device
 from ann.seeds import derive_seed
 from search import cli
 from search.launcher import RunOutcome, run_workers, signal_name
-from search.locks import StudyLock
 from search.progress import SearchProgress
-from search.storage import Heartbeat, locate_storage, open_storage
+from search.storage import Heartbeat, locate_storage
 from search.study import (
     DEFAULT_EPOCHS,
     DEFAULT_REPORT_EVERY,
     PRUNER_CHOICES,
     SAMPLER_CHOICES,
-    open_study,
+    open_study_exclusively,
 )
 from search.summary import format_summary, summarize
 from search.worker import TrialBudget, WorkerConfig, install_stop_handlers
@@ -135,14 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     install_stop_handlers()
 
-    # One worker at a time creates the schema, the study and the baseline.
-    lock = StudyLock(location, args.study)
-    with lock.held():
-        storage = open_storage(location, heartbeat=heartbeat)
-        study, settings, created = open_study(
-            storage, args.study, seed=args.seed, epochs=args.epochs, report_every=args.report_every
-        )
-    lock.close()
+    storage, study, settings, created = open_study_exclusively(
+        location,
+        args.study,
+        heartbeat=heartbeat,
+        seed=args.seed,
+        epochs=args.epochs,
+        report_every=args.report_every,
+    )
 
     n_existing = len(study.get_trials(deepcopy=False))
     configs = [

@@ -209,19 +209,22 @@ def open_storage(
             "max_overflow": POOL_SIZE,
             "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S},
         }
-    heartbeat_kwargs: dict[str, Any] = {}
-    if heartbeat is not None:
-        heartbeat_kwargs = {
-            "heartbeat_interval": heartbeat.interval_s,
-            "grace_period": heartbeat.grace_period_s,
-            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=heartbeat.max_retry
-            ),
-        }
-
     try:
+        # Heartbeats and their retry callback are marked experimental; this project relies on
+        # them on purpose (see search/worker.py), so the warnings would only be noise.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            heartbeat_kwargs: dict[str, Any] = {}
+            if heartbeat is not None:
+                heartbeat_kwargs = {
+                    "heartbeat_interval": heartbeat.interval_s,
+                    "grace_period": heartbeat.grace_period_s,
+                    "heartbeat_stale_trial_callback": (
+                        optuna.storages.RetryHeartbeatStaleTrialCallback(
+                            max_retry=heartbeat.max_retry
+                        )
+                    ),
+                }
             return optuna.storages.RDBStorage(
                 location.url, engine_kwargs=engine_kwargs, **heartbeat_kwargs
             )

@@ -12,7 +12,9 @@ import optuna
 
 from ann.seeds import derive_seed
 from search.errors import UsageError
+from search.locks import StudyLock
 from search.space import BASELINE_PARAMS
+from search.storage import Heartbeat, StorageLocation, open_storage
 
 logger = logging.getLogger(__name__)
 
@@ -126,3 +128,26 @@ def open_study(
     study.enqueue_trial(BASELINE_PARAMS, user_attrs={BASELINE_ATTR: True})
     logger.info("created study %r with the baseline enqueued as trial 0", study_name)
     return study, settings, True
+
+
+def open_study_exclusively(
+    location: StorageLocation,
+    study_name: str,
+    *,
+    heartbeat: Heartbeat | None,
+    seed: int | None,
+    epochs: int | None,
+    report_every: int | None,
+) -> tuple[optuna.storages.RDBStorage, optuna.Study, StudySettings, bool]:
+    """:func:`open_study` under the study lock, so that workers starting at the same instant
+    on a fresh database create the schema, the study and the baseline exactly once."""
+    lock = StudyLock(location, study_name)
+    try:
+        with lock.held():
+            storage = open_storage(location, heartbeat=heartbeat)
+            study, settings, created = open_study(
+                storage, study_name, seed=seed, epochs=epochs, report_every=report_every
+            )
+    finally:
+        lock.close()
+    return storage, study, settings, created

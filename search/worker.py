@@ -38,6 +38,16 @@ from search.study import StudySettings, make_pruner, make_sampler
 logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+DATABASE_ERRORS = (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError)
+"""What a failing database raises: a lost server, a full disk, a file turned read-only."""
+
+
+def database_error_text(error: BaseException) -> str:
+    """The innermost cause of a database error, on one line (e.g. 'database or disk is full')."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    cause = getattr(error, "orig", None) or error
+    return str(cause).strip().splitlines()[0]
 
 
 class StopRequested(BaseException):
@@ -202,7 +212,15 @@ def run_trials(
         except BaseException:
             for signum in STOP_SIGNALS:
                 signal.signal(signum, signal.SIG_IGN)
-            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            try:
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            except DATABASE_ERRORS as error:
+                logger.warning(
+                    "could not mark trial %d failed (%s); it stays RUNNING until another "
+                    "worker finds its heartbeat stale",
+                    trial.number,
+                    database_error_text(error),
+                )
             raise
         else:
             _tell_unless_taken_over(study, trial, values=value)
@@ -287,8 +305,12 @@ def worker_process(config: WorkerConfig, budget: TrialBudget, current_trial: Syn
         )
     except StopRequested as stop:
         sys.exit(stop.exit_code)
-    except sqlalchemy.exc.OperationalError as error:
-        print(f"error: the study database failed: {error.orig}", file=sys.stderr)
+    except DATABASE_ERRORS as error:
+        print(
+            f"error: the study database failed ({database_error_text(error)}); "
+            "finished trials are kept",
+            file=sys.stderr,
+        )
         sys.exit(1)
     finally:
         if worker is not None:
