@@ -21,12 +21,14 @@ def _format_seconds(seconds: float) -> str:
 
 
 class SearchProgress:
-    """Tracks the trials this run has finished out of ``n_trials``.
+    """Tracks the trials finished since this run started, out of ``n_trials``.
 
     Args:
         stream: where to write (a terminal gets a progress bar).
-        n_trials: trials this run will start.
+        n_trials: trials this run will start, or the study-wide total with ``study_wide``.
         deadline: ``time.time()`` at which ``--timeout`` ends the run, if any.
+        study_wide: count every finished trial of the study (for ``--max-trials``), not only
+            those since this run started.
         line_interval_s: the least time between two plain lines.
     """
 
@@ -37,6 +39,7 @@ class SearchProgress:
         *,
         n_trials: int,
         deadline: float | None,
+        study_wide: bool = False,
         line_interval_s: float = 10.0,
     ) -> None:
         self.study = study
@@ -45,7 +48,7 @@ class SearchProgress:
         self.deadline = deadline
         self.line_interval_s = line_interval_s
         self.started = time.time()
-        self.n_finished_before = self._count_finished()
+        self.n_finished_before = 0 if study_wide else self._count_finished()
         self.n_done = 0
         self._last_line = -math.inf
         self._bar = tqdm(total=n_trials, file=stream, unit="trial") if stream.isatty() else None

@@ -169,7 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     progress = SearchProgress(
-        study, sys.stderr, n_trials=args.trials or args.max_trials, deadline=deadline
+        study,
+        sys.stderr,
+        n_trials=args.trials or args.max_trials,
+        deadline=deadline,
+        study_wide=args.trials is None,
     )
     outcome = run_workers(configs, budget, progress)
     progress.close()
