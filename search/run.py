@@ -19,6 +19,7 @@ from ann.seeds import derive_seed
 from search import cli
 from search.launcher import RunOutcome, run_workers, signal_name
 from search.progress import SearchProgress
+from search.report import report_study
 from search.storage import Heartbeat, locate_storage
 from search.study import (
     DEFAULT_EPOCHS,
@@ -178,8 +179,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcome = run_workers(configs, budget, progress)
     progress.close()
 
-    summary = summarize(study, location, stop_signal=outcome.stop_signal)
+    report = None
+    if outcome.stop_signal is None and outcome.database_error is None:
+        report = report_study(study, location)
+    summary = summarize(
+        study,
+        location,
+        stop_signal=outcome.stop_signal,
+        report_dir=str(report.folder) if report else None,
+    )
     print(format_summary(summary))
+    if report is not None:
+        print(f"Report: {report.describe()}")
     if args.json:
         cli.print_json(summary)
     storage.remove_session()

@@ -5,7 +5,7 @@ from collections import Counter
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from search.space import NetworkConfig
 from search.storage import StorageLocation
@@ -21,10 +21,29 @@ ROWS = (
 
 
 def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The study's baseline trial (user attr ``baseline``), if it has one."""
+    """The study's baseline trial (user attr ``baseline``), preferring a completed one.
+
+    A baseline whose worker died is retried as a new trial with the same user attrs, so a
+    study can hold more than one.
+    """
+    baselines = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(BASELINE_ATTR)]
+    completed = [t for t in baselines if t.state == TrialState.COMPLETE]
+    candidates = completed or baselines
+    return candidates[0] if candidates else None
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best completed trial, if there is one."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    return study.best_trial
+
+
+def study_noise_floor(study: optuna.Study) -> float | None:
+    """The noise floor stored in the trials' user attr ``noise_floor_l1``, if any has it."""
     for trial in study.get_trials(deepcopy=False):
-        if trial.user_attrs.get(BASELINE_ATTR):
-            return trial
+        if "noise_floor_l1" in trial.user_attrs:
+            return float(trial.user_attrs["noise_floor_l1"])
     return None
 
 
@@ -47,11 +66,11 @@ def describe_trial(trial: FrozenTrial | None) -> dict[str, Any] | None:
 
 
 def dashboard_command(location: StorageLocation) -> str:
-    """The optuna-dashboard command line that browses this study with its artifacts."""
+    """The optuna-dashboard command line that browses this study (any password masked)."""
     return shlex.join(
         [
             "optuna-dashboard",
-            location.url,
+            location.display_url,
             "--artifact-dir",
             str(location.artifact_dir),
             "--host",
@@ -63,23 +82,15 @@ def dashboard_command(location: StorageLocation) -> str:
 def summarize(study: optuna.Study, location: StorageLocation, **extra: Any) -> dict[str, Any]:
     """Everything the summary shows, as JSON-ready data."""
     trials = study.get_trials(deepcopy=False)
-    try:
-        best = study.best_trial
-    except ValueError:
-        best = None
-    baseline = baseline_trial(study)
-    noise_floor = next(
-        (t.user_attrs["noise_floor_l1"] for t in trials if "noise_floor_l1" in t.user_attrs), None
-    )
     return {
         "study": study.study_name,
         "storage": location.display_url,
         "artifact_dir": str(location.artifact_dir),
         "n_trials": len(trials),
         "states": dict(Counter(trial.state.name for trial in trials)),
-        "noise_floor_l1": noise_floor,
-        "baseline": describe_trial(baseline),
-        "best": describe_trial(best),
+        "noise_floor_l1": study_noise_floor(study),
+        "baseline": describe_trial(baseline_trial(study)),
+        "best": describe_trial(best_trial(study)),
         "dashboard_command": dashboard_command(location),
         **extra,
     }

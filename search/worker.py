@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from types import FrameType
+from typing import Any
 
 import optuna
 import sqlalchemy
@@ -160,7 +161,7 @@ def fail_abandoned_trial(study: optuna.Study, trial_id: int) -> None:
         callback(study, storage.get_trial(trial_id))
 
 
-def _tell_unless_taken_over(study: optuna.Study, trial: optuna.Trial, **outcome) -> None:
+def _tell_unless_taken_over(study: optuna.Study, trial: optuna.Trial, **outcome: Any) -> None:
     told = study.tell(trial, skip_if_finished=True, **outcome)
     expected = outcome.get("state", TrialState.COMPLETE)
     if told.state != expected:

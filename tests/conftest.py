@@ -8,8 +8,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import optuna
 import pytest
 import sqlalchemy
+
+from search.locks import StudyLock
+from search.storage import locate_storage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,3 +96,21 @@ def storage_url(request: pytest.FixtureRequest, workdir: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{workdir / 'studies' / 'fleet.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+def read_trials(storage_url: str, study_name: str) -> list:
+    """A study's trials, or none while it does not exist yet; creates nothing.
+
+    It takes the study lock, as the workers do, so that it never races a worker that is
+    creating the schema of a fresh database.
+    """
+    if storage_url.startswith("sqlite:///") and not Path(storage_url[10:]).exists():
+        return []
+    lock = StudyLock(locate_storage(storage_url), study_name)
+    try:
+        with lock.held():
+            return optuna.load_study(study_name=study_name, storage=storage_url).trials
+    except KeyError:
+        return []
+    finally:
+        lock.close()

@@ -4,16 +4,14 @@ import multiprocessing
 import signal
 import sqlite3
 import time
-from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
-from search.locks import StudyLock
 from search.storage import Heartbeat, locate_storage
 from search.study import BASELINE_ATTR, open_study_exclusively
 from search.worker import counts_toward_budget
-from tests.conftest import start_module
+from tests.conftest import read_trials, start_module
 
 STUDY = "fleet"
 FAST = ["--epochs", "60", "--report-every", "20"]
@@ -25,18 +23,7 @@ def worker_args(storage_url: str, *extra: str) -> list[str]:
 
 
 def trials(storage_url: str) -> list[optuna.trial.FrozenTrial]:
-    """The study's trials, or none while the study does not exist yet (creating nothing)."""
-    if storage_url.startswith("sqlite:///") and not Path(storage_url[10:]).exists():
-        return []
-    # The study lock keeps this reader from racing a worker that is creating the schema.
-    lock = StudyLock(locate_storage(storage_url), STUDY)
-    try:
-        with lock.held():
-            return optuna.load_study(study_name=STUDY, storage=storage_url).trials
-    except KeyError:
-        return []
-    finally:
-        lock.close()
+    return read_trials(storage_url, STUDY)
 
 
 def wait_for(condition, timeout_s: float = 120.0) -> None:

@@ -6,11 +6,10 @@ import subprocess
 import sys
 import time
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, read_trials
 
 
 def wait_for(condition, timeout_s: float = 120.0) -> None:
@@ -21,11 +20,7 @@ def wait_for(condition, timeout_s: float = 120.0) -> None:
 
 
 def trial_states(storage: str) -> list[TrialState]:
-    try:
-        study = optuna.load_study(study_name="ann", storage=storage)
-    except KeyError:
-        return []
-    return [trial.state for trial in study.trials]
+    return [trial.state for trial in read_trials(storage, "ann")]
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
