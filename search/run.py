@@ -87,6 +87,9 @@ def parse_args(argv: Sequence[str] | None) -> cli.argparse.Namespace:
         default=DEFAULT_GRACE_PERIOD_S,
         help="seconds without a heartbeat after which a running trial counts as dead and reruns",
     )
+    parser.add_argument(
+        "--no-report", action="store_true", help="skip the report figures and dashboard notes"
+    )
     cli.add_json_argument(parser)
     args = parser.parse_args(argv)
 
@@ -180,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress.close()
 
     report = None
-    if outcome.stop_signal is None and outcome.database_error is None:
+    finished_cleanly = outcome.stop_signal is None and outcome.database_error is None
+    if finished_cleanly and not args.no_report:
         report = report_study(study, location)
     summary = summarize(
         study,

@@ -19,7 +19,7 @@ GRACE = ["--grace-period", "2"]
 
 
 def worker_args(storage_url: str, *extra: str) -> list[str]:
-    return ["--storage", storage_url, "--study", STUDY, *extra]
+    return ["--storage", storage_url, "--study", STUDY, "--no-report", *extra]
 
 
 def trials(storage_url: str) -> list[optuna.trial.FrozenTrial]:
@@ -172,9 +172,8 @@ def test_a_worker_stopped_past_the_grace_period_sees_its_trial_taken_over(workdi
 def test_sqlite_with_four_jobs_finishes_every_share_without_locking_errors(workdir):
     url = f"sqlite:///{workdir / 'jobs.db'}"
     process = start_module(
-        "search.run", "--storage", url, "--study", STUDY, "--jobs", "4", "--trials", "8", *FAST,
-        cwd=workdir,
-    )  # fmt: skip
+        "search.run", *worker_args(url, "--jobs", "4", "--trials", "8", *FAST), cwd=workdir
+    )
 
     code, stderr = finish(process)
 

@@ -72,19 +72,6 @@ def test_completed_trials_have_their_artifacts_on_disk(workdir):
             assert (workdir / "studies" / "artifacts" / meta.artifact_id).stat().st_size > 0
 
 
-def test_two_jobs_share_the_budget_exactly(workdir):
-    completed = run_module(
-        "search.run", "--trials", "5", "--jobs", "2", *QUICK, "--json", cwd=workdir
-    )
-
-    assert completed.returncode == 0, completed.stderr
-    study = load(workdir)
-    states = [t.state for t in study.trials]
-    assert len(states) == 5
-    assert optuna.trial.TrialState.RUNNING not in states
-    assert study.trials[0].user_attrs["baseline"] is True
-
-
 def test_timeout_stops_starting_new_trials(workdir):
     args = ["--trials", "1000", "--epochs", "2000", "--report-every", "500", "--timeout", "3"]
 
