@@ -42,10 +42,10 @@ def integrity(path: Path) -> str:
 @needs_root
 def test_a_full_disk_stops_the_search_with_one_line_and_an_intact_study(workdir, small_disk):
     storage = f"sqlite:///{small_disk / 'ann.db'}"
-    args = ["--storage", storage, "--artifact-dir", "artifacts", "--trials", "400"]
+    args = ["--storage", storage, "--artifact-dir", "artifacts", "--trials", "400", "--no-report"]
 
     completed = run_module(
-        "search.run", *args, "--epochs", "10", "--report-every", "2", cwd=workdir
+        "search.run", *args, "--epochs", "10", "--report-every", "1", cwd=workdir
     )
 
     assert completed.returncode == 1
