@@ -53,6 +53,7 @@ def run_here(config: WorkerConfig, budget: TrialBudget, progress: SearchProgress
     except StopRequested as stop:
         outcome.stop_signal = stop.signum
     except DATABASE_ERRORS as error:
+        # TODO: a lost database ends the worker; reconnecting and carrying on is not built.
         outcome.database_error = database_error_text(error)
     finally:
         worker.close()

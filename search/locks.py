@@ -73,6 +73,7 @@ class StudyLock:
                 release = sqlalchemy.text("SELECT pg_advisory_unlock(:key)")
                 parameters: dict[str, object] = {"key": key}
             else:
+                # TODO: MySQL's GET_LOCK path is written but not tested (no test runs MariaDB).
                 name = f"ann-search-{key}"
                 got_lock = connection.execute(
                     sqlalchemy.text("SELECT GET_LOCK(:name, :timeout)"),

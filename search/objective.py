@@ -116,6 +116,7 @@ class Objective:
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("seconds", result.seconds)
         if result.stopped_early:
+            # TODO: pruned trials keep their curve (intermediate values) but upload no artifacts.
             raise optuna.TrialPruned(f"pruned at epoch {result.epochs_run}")
 
         if self.artifact_store is not None:

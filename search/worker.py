@@ -27,6 +27,9 @@ from typing import Any
 import optuna
 import sqlalchemy
 import torch
+
+# TODO: private Optuna API; Optuna runs heartbeats only inside Study.optimize and offers no
+# public way to run them with ask/tell, which this loop needs for its budgets.
 from optuna.storages._heartbeat import BaseHeartbeat, get_heartbeat_thread
 from optuna.trial import TrialState
 
@@ -93,6 +96,7 @@ class TrialBudget:
 
     def claim(self) -> bool:
         """Take one slot; ``False`` once the trials are handed out or the time is up."""
+        # TODO: the deadline is checked between trials only; a running trial always finishes.
         if self.deadline is not None and time.time() >= self.deadline:
             return False
         if self.n_trials is None:
@@ -142,6 +146,8 @@ class StudyCap:
 
 def fail_stale_trials(study: optuna.Study) -> None:
     """Fail trials whose worker stopped sending heartbeats, and enqueue their retries."""
+    # TODO: this runs only when a worker starts a trial, so a study that no worker touches
+    # again keeps a dead worker's trial RUNNING (listed in the README's known limitations).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
