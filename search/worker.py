@@ -11,6 +11,7 @@ before each new trial, a worker fails the trials whose heartbeat went silent for
 grace period, and Optuna's retry callback enqueues their parameters as a new trial.
 """
 
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.context
@@ -18,7 +19,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from types import FrameType
@@ -77,6 +78,16 @@ def install_stop_handlers() -> None:
         signal.signal(signum, _raise_stop)
 
 
+@contextlib.contextmanager
+def stop_signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back (in this thread) until the block ends."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 class TrialBudget:
     """Hands out at most ``n_trials`` trial slots (``None``: no limit) before ``deadline``.
 
@@ -130,17 +141,23 @@ def counts_toward_budget(trial: optuna.trial.FrozenTrial) -> bool:
 
 @dataclass
 class StudyCap:
-    """The study-wide ``--max-trials`` budget, shared by every worker of the study."""
+    """Starts trials under the study lock, and holds the study-wide ``--max-trials`` budget.
 
-    max_trials: int
+    The lock also keeps two workers from popping the same enqueued trial (the baseline, or a
+    retry): Optuna claims a waiting trial with ``SELECT ... FOR UPDATE``, which SQLite ignores,
+    so without it two SQLite workers can both run one trial.
+    """
+
+    max_trials: int | None
     lock: StudyLock
 
     def ask(self, study: optuna.Study) -> optuna.Trial | None:
         """Start a trial unless the study already holds ``max_trials`` counted trials."""
         with self.lock.held():
-            n_counted = sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False))
-            if n_counted >= self.max_trials:
-                return None
+            if self.max_trials is not None:
+                trials = study.get_trials(deepcopy=False)
+                if sum(counts_toward_budget(t) for t in trials) >= self.max_trials:
+                    return None
             return ask(study)
 
 
@@ -200,25 +217,35 @@ def run_trials(
     """
     while budget.claim():
         fail_stale_trials(study)
-        trial = cap.ask(study) if cap is not None else ask(study)
-        if trial is None:
-            return
-        if on_trial_started is not None:
-            on_trial_started(trial)
-
+        trial: optuna.Trial | None = None
         try:
+            # A stop signal during ask() would leave the new trial RUNNING with nobody to fail
+            # it; held back until here, it lands inside this try, where the trial is known.
+            with stop_signals_deferred():
+                trial = cap.ask(study) if cap is not None else ask(study)
+            if trial is None:
+                return
+            if on_trial_started is not None:
+                on_trial_started(trial)
+
             with get_heartbeat_thread(trial._trial_id, study._storage):
                 value = objective(trial)
+        # The objective raised these, so a trial exists in each of the next three branches.
         except optuna.TrialPruned:
+            assert trial is not None
             _tell_unless_taken_over(study, trial, state=TrialState.PRUNED)
         except NonFiniteLossError as error:
+            assert trial is not None
             logger.warning("trial %d failed: %s", trial.number, error)
             _tell_unless_taken_over(study, trial, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
+            assert trial is not None
             _log_take_over(trial)
         except BaseException:
             for signum in STOP_SIGNALS:
                 signal.signal(signum, signal.SIG_IGN)
+            if trial is None:
+                raise
             try:
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             except DATABASE_ERRORS as error:
@@ -256,17 +283,16 @@ class WorkerConfig:
 
 @dataclass
 class Worker:
-    """A connected worker: its study handle, objective and optional study-wide cap."""
+    """A connected worker: its study handle, objective and the lock-guarded way to ask."""
 
     study: optuna.Study
     storage: optuna.storages.RDBStorage
     objective: Objective
-    cap: StudyCap | None
+    cap: StudyCap
 
     def close(self) -> None:
         """Release the database connections."""
-        if self.cap is not None:
-            self.cap.lock.close()
+        self.cap.lock.close()
         self.storage.remove_session()
         self.storage.engine.dispose()
 
@@ -284,9 +310,7 @@ def connect_worker(config: WorkerConfig) -> Worker:
     config.location.artifact_dir.mkdir(parents=True, exist_ok=True)
     store = optuna.artifacts.FileSystemArtifactStore(str(config.location.artifact_dir))
     objective = Objective(config.settings, torch.device(config.device), store)
-    cap = None
-    if config.max_trials is not None:
-        cap = StudyCap(config.max_trials, StudyLock(config.location, config.study_name))
+    cap = StudyCap(config.max_trials, StudyLock(config.location, config.study_name))
     return Worker(study, storage, objective, cap)
 
 
