@@ -25,13 +25,17 @@ SGD and Adam (PyTorch's defaults for betas and eps) run per member, each with it
 rate and, for Adam, its own moments and step count.
 
 Members join and leave between calls of :meth:`Population.train_until_report`, which trains
-until the next epoch at which some member reports, so the caller can refill free slots.
+until the next epoch at which some member reports, so the caller can refill the population.
+The members occupy the first rows of the stack (a leaving member's row is filled by the last
+one), so training never computes empty rows. A member's numbers depend on the padded widths
+but not on its row or on the other members: trained in a stack of the same widths, alone or
+among others, it follows the same trajectory to the last bit.
 """
 
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -67,7 +71,7 @@ def padded_widths_for(width_lists: Sequence[Sequence[int]]) -> tuple[int, ...]:
 class MemberReport:
     """A member's :class:`~ann.training.Report`; ``finished`` once it ran all its epochs."""
 
-    slot: int
+    member: int
     report: Report
     finished: bool
 
@@ -80,14 +84,17 @@ class _Member:
     joined: float
     epochs_run: int = 0
     loss_curve: list[float] = field(default_factory=list)
+    val_l1: float = math.nan
 
 
 class Population:
     """Up to ``size`` ReLU MLPs (1 input, 1 output) training full-batch on one data set.
 
+    Members are named by the id :meth:`add` returns.
+
     Args:
         data: the training and validation points; the population computes in their dtype.
-        size: the number of member slots.
+        size: the most members it holds at once.
         padded_widths: the hidden widths of the stack; every member must fit in it (see
             :func:`padded_widths_for`).
         report_every: members report every ``report_every`` of their own epochs and at their
@@ -116,6 +123,8 @@ class Population:
         self.report_every = report_every
         self.device = device
         self._members: dict[int, _Member] = {}
+        self._rows: list[int] = []  # member ids, by row
+        self._next_id = 0
 
         # Points along the last dimension: [1, 1, points], broadcast over members.
         self._x = data.x.to(device).reshape(1, 1, -1)
@@ -124,51 +133,48 @@ class Population:
         self._y_val = data.y_val.to(device).reshape(1, 1, -1)
         self._x_transposed = self._x.reshape(-1, 1)
 
+        dtype = data.x.dtype
         fan_ins = (1, *self.padded_widths)
         fan_outs = (*self.padded_widths, 1)
-        dtype = data.x.dtype
-        zeros = [torch.zeros(size, out, 1, dtype=dtype, device=device) for out in fan_outs]
-        self.weights = [
+        self._weights = [
             torch.zeros(size, out, fan_in, dtype=dtype, device=device)
             for out, fan_in in zip(fan_outs, fan_ins, strict=True)
         ]
-        self.biases = zeros
+        self._biases = [torch.zeros(size, out, 1, dtype=dtype, device=device) for out in fan_outs]
         # Learning rate per element and optimizer: the member's rate on its real weights if it
         # uses that optimizer, zero elsewhere.
-        self._sgd_lr = [torch.zeros_like(p) for p in self._parameters()]
-        self._adam_lr = [torch.zeros_like(p) for p in self._parameters()]
+        self._sgd_lr = [torch.zeros_like(p) for p in self._weights + self._biases]
+        self._adam_lr = [torch.zeros_like(p) for p in self._weights + self._biases]
+        self._exp_avg = [torch.zeros_like(p) for p in self._weights + self._biases]
+        self._exp_avg_sq = [torch.zeros_like(p) for p in self._weights + self._biases]
         self._is_adam = torch.zeros(size, 1, 1, dtype=dtype, device=device)
-        self._n_adam = 0
         self._adam_steps = torch.zeros(size, 1, 1, dtype=dtype, device=device)
-        self._exp_avg = [torch.zeros_like(p) for p in self._parameters()]
-        self._exp_avg_sq = [torch.zeros_like(p) for p in self._parameters()]
         self._pending_losses: list[torch.Tensor] = []
 
     # Membership ------------------------------------------------------------------------------
 
     @property
     def n_members(self) -> int:
-        """How many slots hold a member."""
-        return len(self._members)
+        """How many members the population holds."""
+        return len(self._rows)
 
-    def free_slots(self) -> list[int]:
-        """The slots without a member, in order."""
-        return [slot for slot in range(self.size) if slot not in self._members]
+    @property
+    def is_full(self) -> bool:
+        """Whether :meth:`add` would be refused."""
+        return self.n_members == self.size
 
-    def add(
-        self, slot: int, model: nn.Sequential, *, optimizer_name: str, lr: float, epochs: int
-    ) -> None:
-        """Put ``model`` (made by :func:`ann.model.build_mlp`) into free slot ``slot``.
+    def add(self, model: nn.Sequential, *, optimizer_name: str, lr: float, epochs: int) -> int:
+        """Add ``model`` (made by :func:`ann.model.build_mlp`) and return its member id.
 
         The member starts from ``model``'s current weights and trains for ``epochs`` epochs
         with optimizer ``optimizer_name`` at learning rate ``lr``.
 
         Raises:
-            ValueError: the slot is taken or out of range, the network does not fit the
-                padded widths, or the optimizer, learning rate or epochs are invalid.
+            ValueError: the population is full, the network does not fit the padded widths,
+                or the optimizer, learning rate or epochs are invalid.
         """
-        if slot not in range(self.size) or slot in self._members:
-            raise ValueError(f"slot {slot} is not a free slot of this population")
+        if self.is_full:
+            raise ValueError(f"the population is full ({self.size} members)")
         if optimizer_name not in OPTIMIZERS:
             raise ValueError(
                 f"unknown optimizer {optimizer_name!r}; choose one of {', '.join(OPTIMIZERS)}"
@@ -184,45 +190,57 @@ class Population:
                 f"padded widths {list(self.padded_widths)}"
             )
 
-        self._clear_slot(slot)
+        row = self.n_members
+        self._clear_row(row)
         rates = self._adam_lr if optimizer_name == "Adam" else self._sgd_lr
-        self._write_member(slot, model, rates, lr)
-        self._is_adam[slot] = float(optimizer_name == "Adam")
-        self._n_adam += optimizer_name == "Adam"
-        self._members[slot] = _Member(widths, optimizer_name, epochs, time.perf_counter())
+        self._write_row(row, model, rates, lr)
+        self._is_adam[row] = float(optimizer_name == "Adam")
 
-    def remove(self, slot: int) -> None:
-        """Empty ``slot``; its weights are zeroed and never updated until a new member joins."""
-        member = self._members.pop(slot)
-        self._n_adam -= member.optimizer_name == "Adam"
-        self._clear_slot(slot)
+        member_id = self._next_id
+        self._next_id += 1
+        self._members[member_id] = _Member(widths, optimizer_name, epochs, time.perf_counter())
+        self._rows.append(member_id)
+        return member_id
 
-    def member_model(self, slot: int) -> nn.Sequential:
-        """The member in ``slot`` as a one-network ``nn.Sequential`` on the CPU, in the
+    def remove(self, member_id: int) -> None:
+        """Take member ``member_id`` out; the last row moves into its row."""
+        row = self._rows.index(member_id)
+        last = self.n_members - 1
+        if row != last:
+            for tensor in self._row_tensors():
+                tensor[row] = tensor[last]
+            self._rows[row] = self._rows[last]
+        self._clear_row(last)
+        self._rows.pop()
+        del self._members[member_id]
+
+    def member_model(self, member_id: int) -> nn.Sequential:
+        """Member ``member_id`` as a one-network ``nn.Sequential`` on the CPU, in the
         population's dtype."""
-        widths = self._members[slot].hidden_widths
-        model = build_mlp(widths, torch.Generator()).to(self.weights[0].dtype)
+        row = self._rows.index(member_id)
+        widths = self._members[member_id].hidden_widths
+        model = build_mlp(widths, torch.Generator()).to(self._weights[0].dtype)
         linears = iter(layer for layer in model if isinstance(layer, nn.Linear))
         with torch.no_grad():
             for layer, (rows, columns) in enumerate(self._corners(widths)):
                 if rows == 0:
                     continue
                 linear = next(linears)
-                linear.weight.copy_(self.weights[layer][slot, :rows, :columns])
-                linear.bias.copy_(self.biases[layer][slot, :rows, 0])
+                linear.weight.copy_(self._weights[layer][row, :rows, :columns])
+                linear.bias.copy_(self._biases[layer][row, :rows, 0])
         return model
 
-    def member_result(self, slot: int, *, stopped_early: bool) -> TrainingResult:
-        """The member's training so far, as :func:`ann.training.train` would return it.
+    def member_result(self, member_id: int, *, stopped_early: bool) -> TrainingResult:
+        """Member ``member_id``'s training so far, as :func:`ann.training.train` returns it.
 
         ``seconds`` is the wall time since the member joined, shared with the other members.
         """
-        member = self._members[slot]
+        member = self._members[member_id]
         if not member.loss_curve:
-            raise ValueError(f"the member in slot {slot} has not reported yet")
+            raise ValueError(f"member {member_id} has not reported yet")
         return TrainingResult(
             loss_curve=list(member.loss_curve),
-            val_l1=self._last_val_l1[slot],
+            val_l1=member.val_l1,
             epochs_run=member.epochs_run,
             stopped_early=stopped_early,
             seconds=time.perf_counter() - member.joined,
@@ -233,64 +251,81 @@ class Population:
     def train_until_report(self) -> list[MemberReport]:
         """Train every member up to the next epoch at which at least one of them reports.
 
-        Returns the reports of that epoch, by slot. The train L1 of a report is the loss
-        computed during the report epoch (before its update) and the validation L1 is measured
-        after the update, as in :func:`ann.training.train`. Non-finite losses are reported as
-        they are; a diverged member never disturbs the others.
+        Returns the reports of that epoch. The train L1 of a report is the loss computed during
+        the report epoch (before its update) and the validation L1 is measured after the
+        update, as in :func:`ann.training.train`. Non-finite losses are reported as they are; a
+        diverged member never disturbs the others.
         """
-        if not self._members:
+        if not self._rows:
             raise ValueError("the population has no members to train")
 
         n_epochs = min(self._epochs_to_next_report(member) for member in self._members.values())
+        weights, biases = self._in_use(self._weights), self._in_use(self._biases)
         for _ in range(n_epochs):
-            self._pending_losses.append(self._train_one_epoch())
+            self._pending_losses.append(self._train_one_epoch(weights, biases))
 
-        return self._collect_reports(n_epochs)
+        return self._collect_reports(n_epochs, weights, biases)
+
+    def epoch_step(self) -> Callable[[], torch.Tensor]:
+        """A function that trains the current members for one epoch and returns their losses,
+        with no reports or bookkeeping: for benchmarks and ``torch.compile``. Membership must
+        not change while it is in use."""
+        weights, biases = self._in_use(self._weights), self._in_use(self._biases)
+        return lambda: self._train_one_epoch(weights, biases)
 
     def _epochs_to_next_report(self, member: _Member) -> int:
         next_report = (member.epochs_run // self.report_every + 1) * self.report_every
         return min(next_report, member.epochs) - member.epochs_run
 
-    def _collect_reports(self, n_epochs: int) -> list[MemberReport]:
+    def _collect_reports(
+        self, n_epochs: int, weights: list[torch.Tensor], biases: list[torch.Tensor]
+    ) -> list[MemberReport]:
         losses = torch.stack(self._pending_losses).cpu()
         self._pending_losses.clear()
         with torch.no_grad():
-            val_l1 = self._l1(self._forward(self._x_val)[0], self._y_val).cpu()
-        self._last_val_l1 = val_l1.tolist()
+            output, _ = self._forward(self._x_val, weights, biases)
+            val_l1 = (output - self._y_val).abs().mean(dim=(1, 2)).cpu().tolist()
 
         reports = []
-        for slot, member in sorted(self._members.items()):
-            member.loss_curve += losses[:, slot].tolist()
+        for row, member_id in enumerate(self._rows):
+            member = self._members[member_id]
+            member.loss_curve += losses[:, row].tolist()
             member.epochs_run += n_epochs
+            member.val_l1 = val_l1[row]
             finished = member.epochs_run == member.epochs
             if member.epochs_run % self.report_every and not finished:
                 continue
-            report = Report(member.epochs_run, member.loss_curve[-1], self._last_val_l1[slot])
-            reports.append(MemberReport(slot, report, finished))
+            report = Report(member.epochs_run, member.loss_curve[-1], member.val_l1)
+            reports.append(MemberReport(member_id, report, finished))
 
         logger.debug("population: %d reports after %d epochs", len(reports), n_epochs)
         return reports
 
-    def _train_one_epoch(self) -> torch.Tensor:
-        """One full-batch step for every member; returns the members' L1 losses, ``[size]``."""
-        output, hidden = self._forward(self._x)
+    def _train_one_epoch(
+        self, weights: list[torch.Tensor], biases: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """One full-batch step for every member; returns the members' L1 losses."""
+        output, hidden = self._forward(self._x, weights, biases)
         difference = output - self._y
         losses = difference.abs().mean(dim=(1, 2))
 
-        gradients = self._backward(difference, hidden)
-        self._update(gradients)
+        gradients = self._backward(difference, hidden, weights)
+        self._update(weights + biases, gradients)
         return losses
 
-    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The output ``[size, 1, points]`` and each hidden layer's ReLU activations."""
-        hidden = [torch.relu(torch.addcmul(self.biases[0], self.weights[0], x))]
-        for weight, bias in zip(self.weights[1:-1], self.biases[1:-1], strict=True):
+    @staticmethod
+    def _forward(
+        x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The output ``[members, 1, points]`` and each hidden layer's ReLU activations."""
+        hidden = [torch.relu(torch.addcmul(biases[0], weights[0], x))]
+        for weight, bias in zip(weights[1:-1], biases[1:-1], strict=True):
             hidden.append(torch.relu(torch.baddbmm(bias, weight, hidden[-1])))
-        output = torch.baddbmm(self.biases[-1], self.weights[-1], hidden[-1])
+        output = torch.baddbmm(biases[-1], weights[-1], hidden[-1])
         return output, hidden
 
     def _backward(
-        self, difference: torch.Tensor, hidden: list[torch.Tensor]
+        self, difference: torch.Tensor, hidden: list[torch.Tensor], weights: list[torch.Tensor]
     ) -> list[torch.Tensor]:
         """Gradients of each member's mean L1 loss, weights first, then biases."""
         n_points = difference.shape[-1]
@@ -298,54 +333,68 @@ class Population:
         weight_gradients, bias_gradients = [], []
         inputs = [self._x, *hidden]
 
-        for layer in range(len(self.weights) - 1, -1, -1):
-            if layer < len(self.weights) - 1:
+        for layer in range(len(weights) - 1, -1, -1):
+            if layer < len(weights) - 1:
                 upstream = torch.ops.aten.threshold_backward(upstream, hidden[layer], 0.0)
             bias_gradients.append(upstream.sum(dim=2, keepdim=True))
             if layer == 0:
                 weight_gradients.append(torch.matmul(upstream, self._x_transposed))
                 break
             weight_gradients.append(torch.bmm(upstream, inputs[layer].transpose(1, 2)))
-            upstream = torch.bmm(self.weights[layer].transpose(1, 2), upstream)
+            upstream = torch.bmm(weights[layer].transpose(1, 2), upstream)
 
         return weight_gradients[::-1] + bias_gradients[::-1]
 
-    def _update(self, gradients: list[torch.Tensor]) -> None:
-        parameters = self._parameters()
-        if self._n_adam < self.n_members:
-            torch._foreach_addcmul_(parameters, self._sgd_lr, gradients, value=-1.0)
-        if self._n_adam == 0:
+    def _update(self, parameters: list[torch.Tensor], gradients: list[torch.Tensor]) -> None:
+        n_adam = sum(member.optimizer_name == "Adam" for member in self._members.values())
+        if n_adam < self.n_members:
+            sgd_lr = self._in_use(self._sgd_lr)
+            torch._foreach_addcmul_(parameters, sgd_lr, gradients, value=-1.0)
+        if n_adam == 0:
             return
 
         # Adam as torch.optim.Adam computes it, with a step count and bias corrections per
         # member (clamped at one step so that SGD members, whose rate is zero here, stay finite).
         beta1, beta2 = ADAM_BETAS
-        self._adam_steps.add_(self._is_adam)
-        steps = self._adam_steps.clamp(min=1.0)
+        n = self.n_members
+        adam_steps = self._adam_steps[:n]
+        adam_steps.add_(self._is_adam[:n])
+        steps = adam_steps.clamp(min=1.0)
         step_size = [1.0 / (1 - torch.pow(beta1, steps))] * len(parameters)
         bias_correction2_sqrt = [torch.sqrt(1 - torch.pow(beta2, steps))] * len(parameters)
 
-        torch._foreach_lerp_(self._exp_avg, gradients, 1 - beta1)
-        torch._foreach_mul_(self._exp_avg_sq, beta2)
-        torch._foreach_addcmul_(self._exp_avg_sq, gradients, gradients, value=1 - beta2)
-        denominators = torch._foreach_sqrt(self._exp_avg_sq)
+        exp_avg, exp_avg_sq = self._in_use(self._exp_avg), self._in_use(self._exp_avg_sq)
+        torch._foreach_lerp_(exp_avg, gradients, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sq, beta2)
+        torch._foreach_addcmul_(exp_avg_sq, gradients, gradients, value=1 - beta2)
+        denominators = torch._foreach_sqrt(exp_avg_sq)
         torch._foreach_div_(denominators, bias_correction2_sqrt)
         torch._foreach_add_(denominators, ADAM_EPS)
-        steps_scaled = torch._foreach_mul(self._adam_lr, step_size)
-        torch._foreach_mul_(steps_scaled, self._exp_avg)
-        torch._foreach_addcdiv_(parameters, steps_scaled, denominators, value=-1.0)
+        scaled_steps = torch._foreach_mul(self._in_use(self._adam_lr), step_size)
+        torch._foreach_mul_(scaled_steps, exp_avg)
+        torch._foreach_addcdiv_(parameters, scaled_steps, denominators, value=-1.0)
 
-    # Helpers -----------------------------------------------------------------------------------
+    # Rows --------------------------------------------------------------------------------------
 
-    def _parameters(self) -> list[torch.Tensor]:
-        return [*self.weights, *self.biases]
+    def _in_use(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Views of the rows that hold members."""
+        return [tensor[: self.n_members] for tensor in tensors]
 
-    def _adam_member_count(self) -> int:
-        return sum(member.optimizer_name == "Adam" for member in self._members.values())
+    def _row_tensors(self) -> list[torch.Tensor]:
+        return [
+            *self._weights,
+            *self._biases,
+            *self._sgd_lr,
+            *self._adam_lr,
+            *self._exp_avg,
+            *self._exp_avg_sq,
+            self._is_adam,
+            self._adam_steps,
+        ]
 
-    @staticmethod
-    def _l1(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return (output - target).abs().mean(dim=(1, 2))
+    def _clear_row(self, row: int) -> None:
+        for tensor in self._row_tensors():
+            tensor[row] = 0.0
 
     def _corners(self, widths: tuple[int, ...]) -> list[tuple[int, int]]:
         """The (rows, columns) each layer of the stack gives a member of hidden ``widths``;
@@ -357,38 +406,26 @@ class Population:
         corners.append((1, widths[-1]))
         return corners
 
-    def _clear_slot(self, slot: int) -> None:
-        tensors = (
-            self._parameters(),
-            self._sgd_lr,
-            self._adam_lr,
-            self._exp_avg,
-            self._exp_avg_sq,
-        )
-        for tensor in (t for group in tensors for t in group):
-            tensor[slot] = 0.0
-        self._is_adam[slot] = 0.0
-        self._adam_steps[slot] = 0.0
-
-    def _write_member(
-        self, slot: int, model: nn.Sequential, rates: list[torch.Tensor], lr: float
+    def _write_row(
+        self, row: int, model: nn.Sequential, rates: list[torch.Tensor], lr: float
     ) -> None:
         widths = tuple(hidden_widths_of(model))
         linears = iter(layer for layer in model if isinstance(layer, nn.Linear))
-        n_layers = len(self.weights)
+        n_layers = len(self._weights)
         with torch.no_grad():
             for layer, (rows, columns) in enumerate(self._corners(widths)):
                 if rows == 0:
                     identity = torch.eye(widths[-1])
-                    self.weights[layer][slot, : widths[-1], : widths[-1]] = identity
+                    self._weights[layer][row, : widths[-1], : widths[-1]] = identity
                     continue
                 linear = next(linears)
-                self.weights[layer][slot, :rows, :columns] = linear.weight
-                self.biases[layer][slot, :rows, 0] = linear.bias
-                rates[layer][slot, :rows, :columns] = lr
-                rates[n_layers + layer][slot, :rows] = lr
+                self._weights[layer][row, :rows, :columns] = linear.weight
+                self._biases[layer][row, :rows, 0] = linear.bias
+                rates[layer][row, :rows, :columns] = lr
+                rates[n_layers + layer][row, :rows] = lr
 
-
-def check_finite(report: Report) -> bool:
-    """Whether both losses of ``report`` are finite numbers."""
-    return math.isfinite(report.train_l1) and math.isfinite(report.val_l1)
+    def stacked_layers(self, member_id: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's (weight, bias) of member ``member_id`` including its padding, as the
+        stack holds them (for inspection; not a copy)."""
+        row = self._rows.index(member_id)
+        return [(w[row], b[row]) for w, b in zip(self._weights, self._biases, strict=True)]

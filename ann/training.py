@@ -35,6 +35,11 @@ class Report:
     train_l1: float
     val_l1: float
 
+    @property
+    def is_finite(self) -> bool:
+        """Whether both losses are finite numbers (training has not diverged)."""
+        return math.isfinite(self.train_l1) and math.isfinite(self.val_l1)
+
 
 ReportCallback = Callable[[Report], bool]
 """Called at every report epoch; returning ``True`` stops training after that epoch."""
@@ -139,7 +144,7 @@ def train(
 
         report = Report(epoch, epoch_losses[-1].item(), validation_l1(model, data).item())
         logger.debug("epoch %d: train L1 %.6f, validation L1 %.6f", *vars(report).values())
-        if not (math.isfinite(report.train_l1) and math.isfinite(report.val_l1)):
+        if not report.is_finite:
             raise NonFiniteLossError(report.epoch, report.train_l1, report.val_l1)
         if on_report is not None and on_report(report) and epoch != epochs:
             stopped_early = True

@@ -30,7 +30,7 @@ def run_fleet(storage: str, n_workers: int, n_trials: int, epochs: int, folder: 
     command = [
         sys.executable, "-m", "search.run", "--storage", storage, "--study", "bench",
         "--max-trials", str(n_trials), "--epochs", str(epochs), "--report-every", "100",
-        "--pruner", "none", "--sampler", "random",
+        "--pruner", "none", "--sampler", "random", "--engine", "eager",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     started = time.perf_counter()

@@ -86,7 +86,8 @@ def trials_per_minute(jobs: int, n_trials: int, epochs: int, folder: Path) -> tu
     command = [
         sys.executable, "-m", "search.run", "--trials", str(n_trials), "--jobs", str(jobs),
         "--epochs", str(epochs), "--report-every", "100", "--pruner", "none",
-        "--sampler", "random", "--storage", f"sqlite:///{folder / f'jobs{jobs}.db'}",
+        "--sampler", "random", "--engine", "eager",
+        "--storage", f"sqlite:///{folder / f'jobs{jobs}.db'}",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     started = time.perf_counter()

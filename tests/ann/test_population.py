@@ -60,12 +60,13 @@ def eager_reports(data, widths, optimizer, lr, seed, epochs=EPOCHS) -> list[Repo
 
 
 def run_to_the_end(population: Population) -> dict[int, list[MemberReport]]:
+    """Train until every member finished; each member's reports, by member id."""
     reports: dict[int, list[MemberReport]] = {}
     while population.n_members:
         for member_report in population.train_until_report():
-            reports.setdefault(member_report.slot, []).append(member_report)
+            reports.setdefault(member_report.member, []).append(member_report)
             if member_report.finished:
-                population.remove(member_report.slot)
+                population.remove(member_report.member)
     return reports
 
 
@@ -87,61 +88,67 @@ def test_padded_widths_hold_each_layer_and_each_pass_through():
 
 def test_a_mixed_population_matches_the_one_network_loop_at_every_report(data64):
     population = mixed_population(data64)
-    for slot, (widths, optimizer, lr, seed) in enumerate(MIXED):
-        population.add(
-            slot, model_for(widths, seed), optimizer_name=optimizer, lr=lr, epochs=EPOCHS
-        )
+    members = [
+        population.add(model_for(widths, seed), optimizer_name=optimizer, lr=lr, epochs=EPOCHS)
+        for widths, optimizer, lr, seed in MIXED
+    ]
 
     reports = run_to_the_end(population)
 
-    for slot, (widths, optimizer, lr, seed) in enumerate(MIXED):
+    for member, (widths, optimizer, lr, seed) in zip(members, MIXED, strict=True):
         expected = eager_reports(data64, widths, optimizer, lr, seed)
-        assert_same_reports(expected, [r.report for r in reports[slot]])
-        assert [r.finished for r in reports[slot]] == [False] * 9 + [True]
+        assert_same_reports(expected, [r.report for r in reports[member]])
+        assert [r.finished for r in reports[member]] == [False] * 9 + [True]
 
 
-def test_members_joining_later_and_reused_slots_start_afresh(data64):
+def test_members_joining_later_or_moved_to_another_row_follow_their_own_run(data64):
     population = mixed_population(data64, size=2)
     adam_deep, adam_small = MIXED[2], MIXED[3]
-    first = dict(optimizer_name="Adam", lr=adam_deep[2], epochs=300)
-    population.add(0, model_for(adam_deep[0], adam_deep[3]), **first)
+    first = population.add(
+        model_for(adam_deep[0], adam_deep[3]), optimizer_name="Adam", lr=0.01, epochs=200
+    )
     population.train_until_report()
-    population.add(1, model_for(adam_small[0], adam_small[3]), **first)
+    later = population.add(
+        model_for(adam_small[0], adam_small[3]), optimizer_name="Adam", lr=0.01, epochs=300
+    )
+    population.train_until_report()
+    # The first member leaves: the later one moves into row 0, and a third one takes row 1,
+    # where it must not inherit the moments of the member that was there.
+    population.remove(first)
+    third = population.add(
+        model_for(adam_small[0], 99), optimizer_name="Adam", lr=0.003, epochs=300
+    )
 
     reports = run_to_the_end(population)
-    # Slot 0 is free again: a new member there must not inherit the old Adam moments.
-    population.add(0, model_for(adam_small[0], 99), optimizer_name="Adam", lr=0.003, epochs=300)
-    reused = run_to_the_end(population)
 
-    assert_same_reports(
-        eager_reports(data64, adam_small[0], "Adam", adam_deep[2], adam_small[3], epochs=300),
-        [r.report for r in reports[1]],
-    )
+    expected_later = eager_reports(data64, adam_small[0], "Adam", 0.01, adam_small[3], 300)
+    assert_same_reports(expected_later[1:], [r.report for r in reports[later]])
     assert_same_reports(
         eager_reports(data64, adam_small[0], "Adam", 0.003, 99, epochs=300),
-        [r.report for r in reused[0]],
+        [r.report for r in reports[third]],
     )
 
 
 def test_a_member_model_holds_the_trained_weights_and_padding_never_moves(data64):
     widths, optimizer, lr, seed = MIXED[1]
     population = mixed_population(data64)
-    population.add(0, model_for(widths, seed), optimizer_name=optimizer, lr=lr, epochs=200)
+    member = population.add(model_for(widths, seed), optimizer_name=optimizer, lr=lr, epochs=200)
     eager = model_for(widths, seed)
     train(eager, data64, optimizer_name=optimizer, lr=lr, epochs=200, report_every=100, device=CPU)
 
     run_to_the_end_without_removing(population)
 
-    trained = population.member_model(0)
+    trained = population.member_model(member)
     for mine, theirs in zip(trained.parameters(), eager.parameters(), strict=True):
-        assert torch.allclose(mine.double(), theirs, rtol=1e-9, atol=1e-12)
+        assert torch.allclose(mine, theirs, rtol=1e-9, atol=1e-12)
+    layers = population.stacked_layers(member)
     # Depth 1 in a stack of depth 4: layers 1 to 3 pass the 8 units through unchanged.
-    for layer in (1, 2, 3):
-        weight = population.weights[layer][0]
+    for weight, bias in layers[1:4]:
         assert torch.equal(weight[:8, :8], torch.eye(8, dtype=torch.float64))
         assert torch.count_nonzero(weight) == 8
-        assert torch.count_nonzero(population.biases[layer][0]) == 0
-    assert torch.count_nonzero(population.weights[0][0, 8:]) == 0
+        assert torch.count_nonzero(bias) == 0
+    assert torch.count_nonzero(layers[0][0][8:]) == 0
+    assert torch.count_nonzero(layers[4][0][:, 8:]) == 0
 
 
 def run_to_the_end_without_removing(population: Population) -> None:
@@ -154,16 +161,16 @@ def test_a_diverging_member_reports_nan_and_leaves_the_others_alone(data64):
     broken = model_for((8,), 1)
     with torch.no_grad():
         broken[0].weight[0, 0] = math.nan
-    population.add(0, broken, optimizer_name="SGD", lr=0.01, epochs=200)
+    diverged = population.add(broken, optimizer_name="SGD", lr=0.01, epochs=200)
     widths, optimizer, lr, seed = MIXED[0]
-    population.add(1, model_for(widths, seed), optimizer_name=optimizer, lr=lr, epochs=200)
+    healthy = population.add(model_for(widths, seed), optimizer_name=optimizer, lr=lr, epochs=200)
 
     reports = run_to_the_end(population)
 
-    assert all(math.isnan(r.report.train_l1) for r in reports[0])
+    assert all(math.isnan(r.report.train_l1) for r in reports[diverged])
     assert_same_reports(
         eager_reports(data64, widths, optimizer, lr, seed, epochs=200),
-        [r.report for r in reports[1]],
+        [r.report for r in reports[healthy]],
     )
 
 
@@ -173,7 +180,6 @@ def test_float32_agrees_with_the_one_network_loop_over_the_first_epochs():
         data, size=1, padded_widths=TUTORIAL_WIDTHS, report_every=REPORT_EVERY, device=CPU
     )
     population.add(
-        0,
         model_for(TUTORIAL_WIDTHS, 3, torch.float32),
         optimizer_name="Adam",
         lr=0.01,
@@ -186,16 +192,34 @@ def test_float32_agrees_with_the_one_network_loop_over_the_first_epochs():
     assert member_report.report.val_l1 == pytest.approx(expected.val_l1, rel=1e-3)
 
 
-def test_a_network_too_big_for_the_padding_or_a_taken_slot_is_refused():
+def test_in_float32_a_member_runs_the_same_to_the_last_bit_alone_or_among_others():
+    data = make_data(0)[0]
+    padded = (32, 32, 32, 32)
+    runs = []
+    for n_others in (0, 5):
+        population = Population(data, size=6, padded_widths=padded, report_every=100, device=CPU)
+        for seed in range(n_others):
+            population.add(
+                model_for((20, 30), seed, torch.float32), optimizer_name="SGD", lr=0.01, epochs=50
+            )
+        member = population.add(
+            model_for((5, 12, 7, 3), 2, torch.float32), optimizer_name="Adam", lr=0.01, epochs=300
+        )
+        runs.append([r.report for r in run_to_the_end(population)[member]])
+
+    assert runs[0] == runs[1]
+
+
+def test_a_network_too_big_for_the_padding_or_a_full_population_is_refused():
     population = Population(
         make_data(0, n_points=10)[0], size=1, padded_widths=(6,), report_every=1, device=CPU
     )
     with pytest.raises(ValueError, match=r"hidden widths \[6, 10, 6\] does not fit"):
-        population.add(0, model_for(TUTORIAL_WIDTHS, 1), optimizer_name="SGD", lr=0.1, epochs=1)
+        population.add(model_for(TUTORIAL_WIDTHS, 1), optimizer_name="SGD", lr=0.1, epochs=1)
 
-    population.add(0, model_for((6,), 1), optimizer_name="SGD", lr=0.1, epochs=1)
-    with pytest.raises(ValueError, match="slot 0 is not a free slot"):
-        population.add(0, model_for((6,), 1), optimizer_name="SGD", lr=0.1, epochs=1)
+    population.add(model_for((6,), 1), optimizer_name="SGD", lr=0.1, epochs=1)
+    with pytest.raises(ValueError, match=r"the population is full \(1 members\)"):
+        population.add(model_for((6,), 1), optimizer_name="SGD", lr=0.1, epochs=1)
     with pytest.raises(ValueError, match="no members"):
         Population(
             make_data(0, n_points=10)[0], size=1, padded_widths=(6,), report_every=1, device=CPU

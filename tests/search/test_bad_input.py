@@ -51,6 +51,9 @@ def assert_refused(capsys, entry: str, args: list[str], folder: Path, *expected:
         (["--storage", "not a url"], "is not a database URL"),
         (["--storage", "sqlite://"], "names no file"),
         (["--device", "tpu"], "invalid choice: 'tpu'"),
+        (["--engine", "fast"], "invalid choice: 'fast'"),
+        (["--population", "0"], "--population: must be a positive integer"),
+        (["--engine", "eager", "--population", "4"], "drop it or pass --engine fused"),
     ],
 )
 def test_run_refuses_bad_options(capsys, workdir, args, expected):

@@ -26,8 +26,9 @@ def test_baseline_and_best_trial_reproduce_exactly(workdir, capsys):
 
 
 def test_a_pruned_trial_reproduces_its_last_report(workdir, capsys):
+    # With 4 trials at once, the median pruner has its 5 finished trials while 7 still run.
     args = ["--trials", "12", "--epochs", "100", "--report-every", "10", "--sampler", "random"]
-    assert invoke(run.main, args) == 0
+    assert invoke(run.main, [*args, "--population", "4"]) == 0
     study = optuna.load_study(study_name="ann", storage="sqlite:///studies/ann.db")
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert pruned, "the median pruner should prune some of 12 random trials"
