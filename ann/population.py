@@ -318,9 +318,9 @@ class Population:
         x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The output ``[members, 1, points]`` and each hidden layer's ReLU activations."""
-        hidden = [torch.relu(torch.addcmul(biases[0], weights[0], x))]
+        hidden = [torch.relu_(torch.addcmul(biases[0], weights[0], x))]
         for weight, bias in zip(weights[1:-1], biases[1:-1], strict=True):
-            hidden.append(torch.relu(torch.baddbmm(bias, weight, hidden[-1])))
+            hidden.append(torch.relu_(torch.baddbmm(bias, weight, hidden[-1])))
         output = torch.baddbmm(biases[-1], weights[-1], hidden[-1])
         return output, hidden
 

@@ -8,8 +8,9 @@ times:
 - the one-trial loop as Optuna's PyTorch example writes it (zero_grad, forward, L1 loss,
   backward, step), one process per core, each on one torch thread;
 - ``ann.population.Population`` with K in {1, 8, 32, 128, 512}, in one process on 1 and on 2
-  torch threads, and (for 2 cores) as two processes of one thread each. Mixed networks train
-  in one stack per depth, as the fused engine trains them.
+  torch threads, and (for 2 cores) as two processes of one thread each. The baseline networks
+  share one stack of their exact widths; mixed networks train in the fused engine's stacks
+  (``search.space.padded_widths``).
 It also times ``torch.compile`` of the population's epoch (compile time counted) on one case.
 With CUDA, the population runs there too, up to K = 4096.
 
@@ -36,7 +37,14 @@ from torch import nn  # noqa: E402
 from ann.data import make_data  # noqa: E402
 from ann.model import TUTORIAL_WIDTHS, build_mlp  # noqa: E402
 from ann.population import Population  # noqa: E402
-from search.space import LR_RANGE, MAX_LAYERS, OPTIMIZER_NAMES, UNITS_RANGE  # noqa: E402
+from search.space import (  # noqa: E402
+    LR_RANGE,
+    MAX_LAYERS,
+    OPTIMIZER_NAMES,
+    UNITS_RANGE,
+    NetworkConfig,
+    padded_widths,
+)
 
 Network = tuple[tuple[int, ...], str, float]
 POPULATION_SIZES = (1, 8, 32, 128, 512)
@@ -95,17 +103,17 @@ def population_rate(
     device: str = "cpu",
     compile_epoch: bool = False,
 ) -> float:
-    """Network-epochs per second of ``networks`` trained as populations (one per depth)."""
+    """Network-epochs per second of ``networks`` trained as populations, one per stack."""
     torch.set_num_threads(threads)
     data = make_data(0)[0]
-    stacks: dict[int, list[Network]] = {}
+    stacks: dict[tuple[int, ...], list[Network]] = {}
     for network in networks:
-        stacks.setdefault(len(network[0]), []).append(network)
+        widths = network[0]
+        if widths != TUTORIAL_WIDTHS:
+            widths = padded_widths(NetworkConfig(*network))
+        stacks.setdefault(widths, []).append(network)
     populations = []
-    for depth, members in sorted(stacks.items()):
-        widths = (
-            TUTORIAL_WIDTHS if networks[0][0] == TUTORIAL_WIDTHS else (UNITS_RANGE[1],) * depth
-        )
+    for widths, members in sorted(stacks.items()):
         population = Population(
             data,
             size=len(members),

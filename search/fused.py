@@ -77,7 +77,7 @@ Place = tuple[tuple[int, ...], int]
 class FusedRun:
     """Trials of ``study`` trained up to ``size`` at a time; see the module docstring.
 
-    The population is one :class:`~ann.population.Population` per depth (see
+    The population is one :class:`~ann.population.Population` per stack shape (see
     :func:`search.space.padded_widths`); ``size`` bounds all of them together.
     """
 
