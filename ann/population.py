@@ -150,6 +150,7 @@ class Population:
         self._is_adam = torch.zeros(size, 1, 1, dtype=dtype, device=device)
         self._adam_steps = torch.zeros(size, 1, 1, dtype=dtype, device=device)
         self._pending_losses: list[torch.Tensor] = []
+        self._views: dict[tuple[int, int], list[torch.Tensor]] = {}
 
     # Membership ------------------------------------------------------------------------------
 
@@ -377,8 +378,11 @@ class Population:
     # Rows --------------------------------------------------------------------------------------
 
     def _in_use(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Views of the rows that hold members."""
-        return [tensor[: self.n_members] for tensor in tensors]
+        """Views of the rows that hold members (made once per membership)."""
+        key = (id(tensors), self.n_members)
+        if key not in self._views:
+            self._views[key] = [tensor[: self.n_members] for tensor in tensors]
+        return self._views[key]
 
     def _row_tensors(self) -> list[torch.Tensor]:
         return [

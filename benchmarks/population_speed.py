@@ -152,7 +152,7 @@ def in_two_processes(function: Callable[..., float], *args: object) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short timings, K up to 32")
-    parser.add_argument("--plot", type=Path, default=Path("benchmarks/population_speed.png"))
+    parser.add_argument("--plot", type=Path, default=Path("docs/population_speed.png"))
     args = parser.parse_args()
     seconds = 0.5 if args.quick else 3.0
     sizes = POPULATION_SIZES[:3] if args.quick else POPULATION_SIZES

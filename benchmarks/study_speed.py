@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=None, help="default: the study's 10000")
     parser.add_argument("--only", nargs="+", choices=list(CONFIGURATIONS), default=None)
-    parser.add_argument("--plot", type=Path, default=Path("benchmarks/study_speed.png"))
+    parser.add_argument("--plot", type=Path, default=Path("docs/study_speed.png"))
     args = parser.parse_args()
     names = args.only or list(CONFIGURATIONS)
 

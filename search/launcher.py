@@ -105,6 +105,8 @@ def worker_process(config: WorkerConfig, budget: TrialBudget, current_trial: Syn
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     install_stop_handlers()
 
+    # TODO: the fused engine runs many trials and reports none here, so if its process dies
+    # the parent fails nothing and its trials wait for the heartbeat check of another worker.
     def remember(trial: optuna.Trial | None) -> None:
         current_trial.value = -1 if trial is None else trial._trial_id
 

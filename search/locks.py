@@ -31,6 +31,9 @@ def _lock_key(study_name: str) -> int:
 class StudyLock:
     """Re-usable exclusive lock for one study; use ``with lock.held(): ...``."""
 
+    # TODO: a holder that is frozen (SIGSTOP, a suspended VM) keeps the lock, so the other
+    # workers' trial starts wait until it resumes or dies; a lease with a timeout would not.
+
     def __init__(self, location: StorageLocation, study_name: str) -> None:
         self.location = location
         self.study_name = study_name
