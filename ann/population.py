@@ -28,8 +28,9 @@ Members join and leave between calls of :meth:`Population.train_until_report`, w
 until the next epoch at which some member reports, so the caller can refill the population.
 The members occupy the first rows of the stack (a leaving member's row is filled by the last
 one), so training never computes empty rows. A member's numbers depend on the padded widths
-but not on its row or on the other members: trained in a stack of the same widths, alone or
-among others, it follows the same trajectory to the last bit.
+but not on its row or on the other members: trained on the same device in a stack of the same
+widths, alone or among others, it follows the same trajectory to the last bit (tested on the
+CPU).
 """
 
 import logging
@@ -43,10 +44,11 @@ from torch import nn
 
 from ann.data import QuadraticData
 from ann.model import build_mlp, hidden_widths_of
-from ann.training import OPTIMIZERS, Report, TrainingResult
+from ann.training import Report, TrainingResult
 
 logger = logging.getLogger(__name__)
 
+POPULATION_OPTIMIZERS = ("SGD", "Adam")
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 
@@ -176,9 +178,10 @@ class Population:
         """
         if self.is_full:
             raise ValueError(f"the population is full ({self.size} members)")
-        if optimizer_name not in OPTIMIZERS:
+        if optimizer_name not in POPULATION_OPTIMIZERS:
             raise ValueError(
-                f"unknown optimizer {optimizer_name!r}; choose one of {', '.join(OPTIMIZERS)}"
+                f"a population trains with {' or '.join(POPULATION_OPTIMIZERS)}, "
+                f"not {optimizer_name!r}"
             )
         if not lr > 0:
             raise ValueError(f"learning rate must be positive, got {lr}")
@@ -261,6 +264,7 @@ class Population:
             raise ValueError("the population has no members to train")
 
         n_epochs = min(self._epochs_to_next_report(member) for member in self._members.values())
+        self._pending_losses.clear()  # left over if an earlier call was interrupted
         weights, biases = self._in_use(self._weights), self._in_use(self._biases)
         for _ in range(n_epochs):
             self._pending_losses.append(self._train_one_epoch(weights, biases))

@@ -30,6 +30,7 @@ CONFIGURATIONS = {
     "eager --jobs 2": ["--engine", "eager", "--jobs", "2"],
     "fused --jobs 2": ["--engine", "fused", "--jobs", "2"],
     "fused --threads 2": ["--engine", "fused", "--threads", "2"],
+    "fused --jobs 2 --population 8": ["--engine", "fused", "--jobs", "2", "--population", "8"],
 }
 
 

@@ -5,9 +5,10 @@ free slot, trains the whole population up to the next report epoch, reports ever
 validation L1 to its trial, prunes the members whose trial says so, tells the finished and
 pruned trials, and refills their slots, until the budgets run out and the last members finish.
 
-Trials are stored exactly as the one-trial engine (:class:`~search.objective.Objective`) stores
-them: same parameters, user attrs, intermediate values and artifacts, so ``search.reproduce``
-retrains any of them with either engine.
+Trials are stored as the one-trial engine (:class:`~search.objective.Objective`) stores them:
+same parameters, user attrs, intermediate values and artifacts, plus the user attrs ``engine``
+and ``padded_widths``; ``seconds`` is the wall time the trial spent in the population, shared
+with the other members. ``search.reproduce`` retrains any of them with either engine.
 """
 
 import logging
@@ -25,7 +26,7 @@ from ann.population import MemberReport, Population
 from ann.training import NonFiniteLossError, TrainingResult
 from search.objective import Objective, initial_model
 from search.space import NetworkConfig, padded_widths
-from search.study import StudySettings
+from search.study import MEDIAN_STARTUP_TRIALS, StudySettings
 from search.worker import (
     StudyCap,
     TrialBudget,
@@ -44,8 +45,9 @@ ENGINE_CHOICES = ("auto", "fused", "eager")
 DEFAULT_POPULATION = 16
 FUSED_DEVICE_TYPES = ("cpu", "cuda")
 PADDED_WIDTHS_ATTR = "padded_widths"
-"""User attr of a fused trial: the stack it trained in. Training in a stack of the same
-widths reproduces it to the last bit, whatever the other members were."""
+"""User attr of a fused trial: the stack it trained in. On the same device, training in a
+stack of the same widths reproduces it to the last bit, whatever the other members were
+(checked on the CPU)."""
 
 
 class PruningView:
@@ -104,9 +106,20 @@ class RunningTrial:
     """A trial that holds a place in the population, and the thread sending its heartbeats."""
 
     trial: optuna.Trial
-    heartbeat: BaseHeartbeatThread
     config: NetworkConfig | None = None
-    place: "Place | None" = None
+    heartbeat: BaseHeartbeatThread | None = None
+
+    def start_heartbeat(self, storage: optuna.storages.BaseStorage) -> None:
+        """Start recording the trial's heartbeats (if the storage keeps them)."""
+        heartbeat = get_heartbeat_thread(self.trial._trial_id, storage)
+        heartbeat.start()
+        self.heartbeat = heartbeat
+
+    def stop_heartbeat(self) -> None:
+        """Stop the heartbeat thread, if one was started."""
+        if self.heartbeat is not None:
+            self.heartbeat.join()
+            self.heartbeat = None
 
 
 Place = tuple[tuple[int, ...], int]
@@ -140,6 +153,7 @@ class FusedRun:
         self.running: dict[Place, RunningTrial] = {}
         self.starting: RunningTrial | None = None
         """A trial asked for but not yet in its stack."""
+        self._pruner_ready = False
 
     def run(self) -> None:
         """Train until the budgets are spent and every started trial is told.
@@ -164,15 +178,26 @@ class FusedRun:
                 self._handle_reports(reports)
         except BaseException:
             ignore_stop_signals()
-            starting = [self.starting] if self.starting is not None else []
-            for running in starting + [self._free(place) for place in list(self.running)]:
-                running.heartbeat.join()
-                fail_interrupted_trial(self.study, running.trial)
+            self._fail_running_trials()
             raise
+
+    def _fail_running_trials(self) -> None:
+        """Stop every heartbeat, then fail every trial this run still holds."""
+        holders = list(self.running.values())
+        if self.starting is not None:
+            holders.append(self.starting)
+        try:
+            for running in holders:
+                running.stop_heartbeat()
+        finally:
+            for running in holders:
+                fail_interrupted_trial(self.study, running.trial)
+            self.running.clear()
+            self.starting = None
 
     def _fill(self) -> bool:
         """Start trials until the population is full; ``False`` once a budget says no more."""
-        while len(self.running) < self.size:
+        while len(self.running) < self._room():
             if not self.budget.claim():
                 return False
             fail_stale_trials(self.study)
@@ -180,9 +205,8 @@ class FusedRun:
                 trial = self.cap.ask(self.study) if self.cap is not None else ask(self.study)
                 if trial is None:
                     return False
-                heartbeat = get_heartbeat_thread(trial._trial_id, self.study._storage)
-                heartbeat.start()
-                self.starting = RunningTrial(trial, heartbeat)
+                self.starting = RunningTrial(trial)
+                self.starting.start_heartbeat(self.study._storage)
 
             config, init_seed = self.objective.start(trial, engine="fused")
             widths = padded_widths(config)
@@ -193,10 +217,26 @@ class FusedRun:
                 lr=config.lr,
                 epochs=self.objective.settings.epochs,
             )
-            self.starting.config, self.starting.place = config, (widths, member)
-            self.running[self.starting.place] = self.starting
+            self.starting.config = config
+            self.running[(widths, member)] = self.starting
             self.starting = None
         return True
+
+    def _room(self) -> int:
+        """How many trials the population may hold now.
+
+        Members that start together finish together, so none of the first population's trials
+        could be pruned: the median pruner waits for its startup trials to complete. Until the
+        study has that many completed trials, the population holds no more than that many.
+        In the default 100-trial study, a full first population of 16 per worker ran about
+        twice the epochs of the one-trial engine for this reason.
+        """
+        if self._pruner_ready or not isinstance(self.study.pruner, optuna.pruners.MedianPruner):
+            return self.size
+
+        completed = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        self._pruner_ready = len(completed) >= MEDIAN_STARTUP_TRIALS
+        return self.size if self._pruner_ready else min(self.size, MEDIAN_STARTUP_TRIALS)
 
     def _stack(self, widths: tuple[int, ...]) -> Population:
         if widths not in self.stacks:
@@ -215,13 +255,13 @@ class FusedRun:
         for place, member_report in reports:
             report = member_report.report
             trial = self.running[place].trial
-            if not report.is_finite:
-                error = NonFiniteLossError(report.epoch, report.train_l1, report.val_l1)
-                logger.warning("trial %d failed: %s", trial.number, error)
-                self.objective.record_divergence(trial, error)
-                self._finish(place, state=TrialState.FAIL)
-                continue
             try:
+                if not report.is_finite:
+                    error = NonFiniteLossError(report.epoch, report.train_l1, report.val_l1)
+                    logger.warning("trial %d failed: %s", trial.number, error)
+                    self.objective.record_divergence(trial, error)
+                    self._finish(place, state=TrialState.FAIL)
+                    continue
                 trial.report(report.val_l1, report.epoch)
             except optuna.exceptions.UpdateFinishedTrialError:
                 self._drop_taken_over(place)
@@ -243,11 +283,14 @@ class FusedRun:
                 self._drop_taken_over(place)
 
     def _drop_taken_over(self, place: Place) -> None:
-        running = self._free(place)
-        running.heartbeat.join()
-        log_take_over(running.trial)
+        with stop_signals_deferred():
+            running = self.running[place]
+            running.stop_heartbeat()
+            log_take_over(running.trial)
+            self._free(place)
 
     def _complete(self, key: Place) -> None:
+        """Store a finished member's result and artifacts, and tell its trial COMPLETE."""
         running = self.running[key]
         assert running.config is not None
         stack = self.stacks[key[0]]
@@ -257,21 +300,24 @@ class FusedRun:
         self.objective.upload_artifacts(running.trial, model, result, running.config)
         self._finish(key, values=result.val_l1)
 
-    def _finish(self, key: Place, **outcome: Any) -> None:
-        """Take the trial out of the population and tell it ``outcome``."""
-        running = self._free(key)
-        running.heartbeat.join()
-        tell_unless_taken_over(self.study, running.trial, **outcome)
+    def _finish(self, place: Place, **outcome: Any) -> None:
+        """Tell the trial at ``place`` its ``outcome`` and take it out of the population.
+
+        Stop signals wait until the trial is told and gone, so that it is never lost between
+        the two (a signal before lands in :meth:`run`, which fails the trial)."""
+        with stop_signals_deferred():
+            running = self.running[place]
+            running.stop_heartbeat()
+            tell_unless_taken_over(self.study, running.trial, **outcome)
+            self._free(place)
         if self.on_trial_finished is not None:
             self.on_trial_finished()
 
-    def _free(self, place: Place) -> RunningTrial:
-        """Take the trial at ``place`` out of its stack (its heartbeat still runs)."""
-        running = self.running.pop(place)
+    def _free(self, place: Place) -> None:
+        """Take the trial at ``place`` out of its stack and of this run."""
         widths, member = place
         self.stacks[widths].remove(member)
-        return running
-
+        del self.running[place]
 
 def train_alone_in_population(
     config: NetworkConfig,

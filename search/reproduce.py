@@ -7,8 +7,9 @@ A completed trial is retrained for the study's epochs and compared on its final 
 a pruned one is retrained up to the epoch it was pruned at and compared on its last report.
 It retrains with the engine that trained it (the fused one in the stack it trained in), and on
 the CPU both agree to float precision; exit code 1 says they did not. With the other engine
-(``--engine eager`` or ``fused``) the two runs round differently, and under L1 loss such
-differences grow with the epochs, so they are compared at a loose tolerance.
+(``--engine eager`` or ``fused``) the two runs round differently from the first epoch, and
+under L1 loss such differences grow with the epochs (by several percent over thousands of
+epochs), so the command prints the relative difference and checks nothing.
 """
 
 import math
@@ -33,10 +34,7 @@ CPU_TOLERANCE = 1e-5
 """Relative tolerance when the trial and its reproduction both ran on the CPU."""
 DEVICE_TOLERANCE = 1e-3
 """Relative tolerance across devices: GPU kernels sum in a different order than the CPU."""
-OTHER_ENGINE_TOLERANCE = 0.1
-"""Relative tolerance across engines: their float32 rounding differs from the first epoch, and
-L1 training amplifies it (the one-trial loop fed its points in another order drifts by a few
-percent over thousands of epochs)."""
+
 
 
 def stored_result(trial: optuna.trial.FrozenTrial) -> tuple[float, int]:
@@ -118,11 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or Path("studies") / "reproduced" / args.study / f"trial-{args.trial}"
     figures = save_trial_files(model, result, data, out, f"trial {args.trial} reproduced")
     both_cpu = device.type == "cpu" and trial.user_attrs.get("device") == "cpu"
-    if engine != stored_engine:
-        tolerance = OTHER_ENGINE_TOLERANCE
-    else:
-        tolerance = CPU_TOLERANCE if both_cpu else DEVICE_TOLERANCE
+    tolerance = CPU_TOLERANCE if both_cpu else DEVICE_TOLERANCE
+    relative_difference = abs(result.val_l1 - stored_val_l1) / abs(stored_val_l1)
+    # Across engines there is nothing to check (see the module docstring).
     match = math.isclose(result.val_l1, stored_val_l1, rel_tol=tolerance)
+    checked = engine == stored_engine
 
     print(f"trial {args.trial} of study {args.study!r}: {config.describe()}, {epochs} epochs")
     stored_on = f"{stored_engine} engine on {trial.user_attrs.get('device')}"
@@ -130,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"reproduced validation L1  {result.val_l1:.6f} ({engine} engine on {device})")
     print(
         f"match                     {'yes' if match else 'NO'} (relative tolerance {tolerance:g})"
+        if checked
+        else f"difference                {relative_difference:.2%} (other engine: not checked)"
     )
     print(f"figures                   {', '.join(str(path) for path in figures)}")
     if args.json:
@@ -142,15 +142,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "stored_val_l1": stored_val_l1,
                 "reproduced_val_l1": result.val_l1,
                 "reproduced_final_train_l1": result.final_train_l1,
-                "match": match,
-                "relative_tolerance": tolerance,
+                "match": match if checked else None,
+                "relative_tolerance": tolerance if checked else None,
+                "relative_difference": relative_difference,
                 "device": str(device),
                 "engine": engine,
                 "stored_engine": stored_engine,
                 "files": [str(path) for path in figures],
             }
         )
-    return 0 if match else 1
+    return 0 if match or not checked else 1
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from ann.devices import resolve_device
 from ann.seeds import derive_seed
 from search import cli
+from search.errors import UsageError
 from search.fused import DEFAULT_POPULATION, ENGINE_CHOICES, choose_engine
 from search.launcher import RunOutcome, run_workers, signal_name
 from search.progress import SearchProgress
@@ -117,8 +118,6 @@ def parse_args(argv: Sequence[str] | None) -> cli.argparse.Namespace:
         )
     if args.trials is None and args.max_trials is None:
         args.trials = DEFAULT_TRIALS
-    if args.population is not None and args.engine == "eager":
-        parser.error("--population applies to the fused engine; drop it or pass --engine fused")
     return args
 
 
@@ -160,6 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     device = resolve_device(args.device)
     engine = choose_engine(args.engine, device)
+    if args.population is not None and engine == "eager":
+        raise UsageError(
+            f"--population applies to the fused engine, and this run uses the eager one on "
+            f"{device}; drop --population or pass --engine fused"
+        )
     location = locate_storage(args.storage, artifact_dir=args.artifact_dir)
     heartbeat = Heartbeat(
         interval_s=max(1, args.grace_period // 4), grace_period_s=args.grace_period

@@ -24,6 +24,8 @@ DEFAULT_REPORT_EVERY = 100
 SETTINGS_ATTR = "settings"
 BASELINE_ATTR = "baseline"
 PRUNER_CHOICES = ("median", "hyperband", "none")
+MEDIAN_STARTUP_TRIALS = 5
+"""Completed trials the median pruner waits for before it prunes anything."""
 SAMPLER_CHOICES = ("tpe", "random")
 
 
@@ -48,7 +50,7 @@ def make_pruner(name: str, settings: StudySettings) -> optuna.pruners.BasePruner
     """
     if name == "median":
         return optuna.pruners.MedianPruner(
-            n_startup_trials=5, n_warmup_steps=settings.epochs // 10
+            n_startup_trials=MEDIAN_STARTUP_TRIALS, n_warmup_steps=settings.epochs // 10
         )
     if name == "hyperband":
         min_resource = max(settings.report_every, settings.epochs // 100)

@@ -234,7 +234,7 @@ def test_a_population_on_cuda_matches_the_cpu(data64):
         population = Population(
             data64, size=1, padded_widths=(8, 12, 8, 8), report_every=100, device=device
         )
-        population.add(0, model_for((5, 12, 7, 3), 2), optimizer_name="Adam", lr=0.01, epochs=300)
+        population.add(model_for((5, 12, 7, 3), 2), optimizer_name="Adam", lr=0.01, epochs=300)
         results.append([r.report for r in run_to_the_end(population)[0]])
 
     assert_same_reports(results[0], results[1])

