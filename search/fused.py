@@ -319,6 +319,7 @@ class FusedRun:
         self.stacks[widths].remove(member)
         del self.running[place]
 
+
 def train_alone_in_population(
     config: NetworkConfig,
     data: QuadraticData,

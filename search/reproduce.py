@@ -36,7 +36,6 @@ DEVICE_TOLERANCE = 1e-3
 """Relative tolerance across devices: GPU kernels sum in a different order than the CPU."""
 
 
-
 def stored_result(trial: optuna.trial.FrozenTrial) -> tuple[float, int]:
     """The validation L1 to compare against and the epochs needed to reach it."""
     if trial.state == TrialState.COMPLETE and trial.value is not None:
