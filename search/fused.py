@@ -1,9 +1,11 @@
-"""The fused engine: many trials of one study train at once in one :class:`Population`.
+"""The fused engine: many trials of one study train at once, as members of populations.
 
-Each member slot of the population holds one trial. The loop asks the study for a trial per
-free slot, trains the whole population up to the next report epoch, reports every member's
-validation L1 to its trial, prunes the members whose trial says so, tells the finished and
-pruned trials, and refills their slots, until the budgets run out and the last members finish.
+A worker holds up to ``--population`` trials, each a member of the
+:class:`~ann.population.Population` of its stack shape (:func:`search.space.padded_widths`).
+The loop asks the study for trials until the population is full, trains every stack up to the
+next report epoch, reports each member's validation L1 to its trial, prunes the members whose
+trial the pruner stops, tells the finished and pruned trials, and fills the free places again,
+until the budgets run out and the last members finish.
 
 Trials are stored as the one-trial engine (:class:`~search.objective.Objective`) stores them:
 same parameters, user attrs, intermediate values and artifacts, plus the user attrs ``engine``
@@ -31,6 +33,7 @@ from search.worker import (
     StudyCap,
     TrialBudget,
     ask,
+    check_stop,
     fail_interrupted_trial,
     fail_stale_trials,
     ignore_stop_signals,
@@ -164,6 +167,7 @@ class FusedRun:
         budget_left = True
         try:
             while True:
+                check_stop()
                 if budget_left:
                     budget_left = self._fill()
                 if not self.running:

@@ -9,6 +9,7 @@ import time
 import pytest
 from optuna.trial import TrialState
 
+from search import worker
 from tests.conftest import REPO_ROOT, read_trials
 
 
@@ -63,3 +64,27 @@ def test_sigint_keeps_finished_trials_and_fails_the_running_ones(workdir, jobs):
     assert "stopped by SIGINT: finished trials are kept" in stderr
     assert "Traceback" not in stderr
     assert "Trials:" in stdout
+
+
+def test_a_stop_signal_lost_in_a_finalizer_is_raised_at_the_next_check(capsys):
+    saved_handlers = {signum: signal.getsignal(signum) for signum in worker.STOP_SIGNALS}
+    saved_hook = sys.unraisablehook
+
+    class RaisesTheSignalWhenCollected:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGINT)
+            sum(range(1000))  # the handler runs here, inside the finalizer
+
+    try:
+        worker.install_stop_handlers()
+        RaisesTheSignalWhenCollected()  # Python drops the handler's exception
+
+        assert "Traceback" not in capsys.readouterr().err
+        with pytest.raises(worker.StopRequested) as stop:
+            worker.check_stop()
+        assert stop.value.exit_code == 130
+    finally:
+        for signum, handler in saved_handlers.items():
+            signal.signal(signum, handler)
+        sys.unraisablehook = saved_hook
+        worker._received_stop = None
