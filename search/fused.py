@@ -92,12 +92,12 @@ class PruningView:
 def choose_engine(requested: str, device: torch.device) -> str:
     """The engine ``--engine requested`` means on ``device``.
 
-    ``auto`` picks the fused engine on the CPU, where it measured at least as fast as the
-    one-trial loop per core at every population size, and many times faster on networks that
-    share a stack (benchmarks/population_speed.py, figures in the README). It also picks it on
-    CUDA, unmeasured: there both engines are bound by kernel launches, and the fused one
-    launches one set per stack per epoch instead of one per trial. Elsewhere (MPS), where the
-    fused engine is untested, it picks the one-trial engine.
+    ``auto`` picks the fused engine on the CPU, where, one process per core, it measured at
+    least as fast as the one-trial loop at every population size, and many times faster on
+    networks that share a stack (benchmarks/population_speed.py, figures in the README). It
+    also picks it on CUDA, unmeasured: there both engines are bound by kernel launches, and
+    the fused one launches one set per stack per epoch instead of one per trial. Elsewhere
+    (MPS), where the fused engine is untested, it picks the one-trial engine.
     """
     if requested != "auto":
         return requested
@@ -168,10 +168,14 @@ class FusedRun:
         try:
             while True:
                 check_stop()
-                if budget_left:
-                    budget_left = self._fill()
-                if not self.running:
-                    return
+                # Stop signals land only while the stacks train: raised inside a database
+                # call, a signal's exception can leave the connection unusable for the
+                # cleanup that must fail the running trials.
+                with stop_signals_deferred():
+                    if budget_left:
+                        budget_left = self._fill()
+                    if not self.running:
+                        return
 
                 reports = [
                     ((widths, member_report.member), member_report)
@@ -179,7 +183,8 @@ class FusedRun:
                     if stack.n_members
                     for member_report in stack.train_until_report()
                 ]
-                self._handle_reports(reports)
+                with stop_signals_deferred():
+                    self._handle_reports(reports)
         except BaseException:
             ignore_stop_signals()
             self._fail_running_trials()

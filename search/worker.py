@@ -71,12 +71,15 @@ class StopRequested(BaseException):
 
 _received_stop: int | None = None
 """The stop signal this process received, if any."""
+_deferred_depth = 0
+"""How many :func:`stop_signals_deferred` blocks the main thread is in."""
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
     global _received_stop
     _received_stop = signum
-    raise StopRequested(signum)
+    if _deferred_depth == 0:
+        raise StopRequested(signum)
 
 
 def _unless_lost_stop(unraisable: Any, previous: Callable[[Any], None]) -> None:
@@ -88,8 +91,8 @@ def _unless_lost_stop(unraisable: Any, previous: Callable[[Any], None]) -> None:
 
 def install_stop_handlers() -> None:
     """Turn SIGINT and SIGTERM into :class:`StopRequested` in this process."""
-    global _received_stop
-    _received_stop = None
+    global _received_stop, _deferred_depth
+    _received_stop, _deferred_depth = None, 0
     for signum in STOP_SIGNALS:
         signal.signal(signum, _raise_stop)
     previous = sys.unraisablehook
@@ -105,12 +108,22 @@ def check_stop() -> None:
 
 @contextlib.contextmanager
 def stop_signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back (in this thread) until the block ends."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    """Hold SIGINT and SIGTERM back until the block ends; blocks nest.
+
+    A stop signal that arrives inside the block is recorded, and :class:`StopRequested` is
+    raised when the outermost block ends (unless the block raised). This is decided in the
+    Python handler, not with a signal mask: the kernel may deliver the signal to any thread
+    that does not block it (torch's, for one), and Python then runs the handler in the main
+    thread whatever that thread's mask.
+    """
+    global _deferred_depth
+    _deferred_depth += 1
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        _deferred_depth -= 1
+    if _deferred_depth == 0:
+        check_stop()
 
 
 class TrialBudget:
