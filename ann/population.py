@@ -266,8 +266,9 @@ class Population:
         n_epochs = min(self._epochs_to_next_report(member) for member in self._members.values())
         self._pending_losses.clear()  # left over if an earlier call was interrupted
         weights, biases = self._in_use(self._weights), self._in_use(self._biases)
+        optimizers = self._optimizers_in_use()
         for _ in range(n_epochs):
-            self._pending_losses.append(self._train_one_epoch(weights, biases))
+            self._pending_losses.append(self._train_one_epoch(weights, biases, optimizers))
 
         return self._collect_reports(n_epochs, weights, biases)
 
@@ -276,7 +277,11 @@ class Population:
         with no reports or bookkeeping: for benchmarks and ``torch.compile``. Membership must
         not change while it is in use."""
         weights, biases = self._in_use(self._weights), self._in_use(self._biases)
-        return lambda: self._train_one_epoch(weights, biases)
+        optimizers = self._optimizers_in_use()
+        return lambda: self._train_one_epoch(weights, biases, optimizers)
+
+    def _optimizers_in_use(self) -> frozenset[str]:
+        return frozenset(member.optimizer_name for member in self._members.values())
 
     def _epochs_to_next_report(self, member: _Member) -> int:
         next_report = (member.epochs_run // self.report_every + 1) * self.report_every
@@ -307,7 +312,7 @@ class Population:
         return reports
 
     def _train_one_epoch(
-        self, weights: list[torch.Tensor], biases: list[torch.Tensor]
+        self, weights: list[torch.Tensor], biases: list[torch.Tensor], optimizers: frozenset[str]
     ) -> torch.Tensor:
         """One full-batch step for every member; returns the members' L1 losses."""
         output, hidden = self._forward(self._x, weights, biases)
@@ -315,7 +320,7 @@ class Population:
         losses = difference.abs().mean(dim=(1, 2))
 
         gradients = self._backward(difference, hidden, weights)
-        self._update(weights + biases, gradients)
+        self._update(weights + biases, gradients, optimizers)
         return losses
 
     @staticmethod
@@ -350,12 +355,17 @@ class Population:
 
         return weight_gradients[::-1] + bias_gradients[::-1]
 
-    def _update(self, parameters: list[torch.Tensor], gradients: list[torch.Tensor]) -> None:
-        n_adam = sum(member.optimizer_name == "Adam" for member in self._members.values())
-        if n_adam < self.n_members:
+    def _update(
+        self,
+        parameters: list[torch.Tensor],
+        gradients: list[torch.Tensor],
+        optimizers: frozenset[str],
+    ) -> None:
+        """Apply each member's optimizer step; ``optimizers`` are the names the members use."""
+        if "SGD" in optimizers:
             sgd_lr = self._in_use(self._sgd_lr)
             torch._foreach_addcmul_(parameters, sgd_lr, gradients, value=-1.0)
-        if n_adam == 0:
+        if "Adam" not in optimizers:
             return
 
         # Adam as torch.optim.Adam computes it, with a step count and bias corrections per

@@ -298,16 +298,16 @@ class FusedRun:
             log_take_over(running.trial)
             self._free(place)
 
-    def _complete(self, key: Place) -> None:
+    def _complete(self, place: Place) -> None:
         """Store a finished member's result and artifacts, and tell its trial COMPLETE."""
-        running = self.running[key]
+        running = self.running[place]
         assert running.config is not None
-        stack = self.stacks[key[0]]
-        result = stack.member_result(key[1], stopped_early=False)
+        stack = self.stacks[place[0]]
+        result = stack.member_result(place[1], stopped_early=False)
         self.objective.record_result(running.trial, result)
-        model = stack.member_model(key[1])
+        model = stack.member_model(place[1])
         self.objective.upload_artifacts(running.trial, model, result, running.config)
-        self._finish(key, values=result.val_l1)
+        self._finish(place, values=result.val_l1)
 
     def _finish(self, place: Place, **outcome: Any) -> None:
         """Tell the trial at ``place`` its ``outcome`` and take it out of the population.
